@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   -> creates .venv if missing, installs, runs the offline demo
+#   make test   -> creates .venv if missing, installs (incl. Debian's Fashion-MNIST), runs lint, types and tests
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+FMNIST_DIR = /usr/share/datasets/fashion-mnist
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: venv data demo test lint typecheck fast build-reference-models benchmark clean
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's Fashion-MNIST IDX files (the tests use the full dataset; the demo uses the bundled subset).
+data:
+	@test -d $(FMNIST_DIR) || $(SUDO) apt-get install -y -qq dataset-fashion-mnist \
+		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
+
+demo: venv
+	$(BIN)/unlearn-audit demo
+
+lint: venv
+	$(BIN)/ruff check unlearn_audit tests reference_models examples benchmarks
+
+typecheck: venv
+	$(BIN)/mypy unlearn_audit
+
+test: venv data lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+fast: venv
+	$(BIN)/python -m pytest -m "not slow" -x -q $(PYTEST_ARGS)
+
+build-reference-models: venv data
+	$(BIN)/python reference_models/build.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output

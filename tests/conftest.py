@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE_MODELS = REPO / "reference_models"
+FMNIST = REFERENCE_MODELS / "fmnist-small"
+DIGITS = REFERENCE_MODELS / "digits-tiny"
+
+os.environ.setdefault("UNLEARN_AUDIT_NO_PROGRESS", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process; returns exit code, stdout and stderr."""
+    from unlearn_audit.cli import main
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> None:
+    """The contract for bad input: exit code 2 and exactly one 'error:' line that names the problem."""
+    assert result.code == code, (result.code, result.err, result.out)
+    errors = [line for line in result.error_lines if line.startswith("error:")]
+    assert len(errors) == 1, result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir() -> Path:
+    return FMNIST
+
+
+@pytest.fixture(scope="session")
+def digits_dir() -> Path:
+    return DIGITS

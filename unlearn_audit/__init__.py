@@ -1,0 +1,30 @@
+"""unlearn-audit: does an "unlearned" model still know the samples it was asked to forget?"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import CheckpointError, ConfigError, InputError, ModelOutputError, SchemaError, UnlearnAuditError
+from .info import ModelInfo, model_info
+from .io.models import AuditableModel, ModelMeta, load_model, save_model, wrap_model
+from .io.samples import Samples, load_samples, samples_from_tensors
+
+__all__ = [
+    "AuditableModel",
+    "CheckpointError",
+    "ConfigError",
+    "InputError",
+    "ModelInfo",
+    "ModelMeta",
+    "ModelOutputError",
+    "Samples",
+    "SchemaError",
+    "UnlearnAuditError",
+    "__version__",
+    "load_model",
+    "load_samples",
+    "model_info",
+    "samples_from_tensors",
+    "save_model",
+    "wrap_model",
+]

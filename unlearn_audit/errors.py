@@ -1,0 +1,34 @@
+"""Error hierarchy. Every user-facing problem is one of these, with a one-line message that names the
+file/row/field and the fix. The CLI maps each class to an exit code in one table (``cli.EXIT_CODES``)."""
+
+from __future__ import annotations
+
+
+class UnlearnAuditError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        # One line, always: a multi-line message breaks CI logs and grep.
+        super().__init__(" ".join(str(message).split()))
+
+
+class InputError(UnlearnAuditError):
+    """A data file (CSV, npz, image, dataset) is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(UnlearnAuditError):
+    """A model file cannot be read safely, or does not match the architecture."""
+
+
+class ConfigError(UnlearnAuditError):
+    """An option, flag or configuration value is invalid or inconsistent with another."""
+
+
+class SchemaError(UnlearnAuditError):
+    """A saved result does not follow a JSON schema version this release understands."""
+
+
+class ModelOutputError(UnlearnAuditError):
+    """A model produced unusable output (NaN/inf logits, wrong number of classes)."""

@@ -1,0 +1,69 @@
+"""``unlearn-audit info`` as a function: what a checkpoint is, and how accurate it is on a labelled set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .io.models import AuditableModel
+from .io.samples import Samples
+from .stats import Estimate, wilson
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    arch: str | None
+    num_classes: int | None
+    input_shape: tuple[int, ...] | None
+    parameters: int
+    trainable_parameters: int
+    sha256: str | None
+    metadata: dict[str, Any]
+    has_batchnorm: bool
+    normalisation: str
+    data: str | None = None
+    data_sha256: str | None = None
+    samples: int | None = None
+    accuracy: Estimate | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "accuracy"}
+        out["input_shape"] = list(self.input_shape) if self.input_shape else None
+        out["accuracy"] = self.accuracy.to_dict() if self.accuracy else None
+        return out
+
+
+def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size: int = 512) -> ModelInfo:
+    """Describe ``model``; with ``data``, add its accuracy and a 95 % Wilson interval."""
+    from torch import nn
+
+    from .inference import predict
+
+    params = sum(p.numel() for p in model.net.parameters())
+    trainable = sum(p.numel() for p in model.net.parameters() if p.requires_grad)
+    meta = model.meta
+    norm = "none (inputs used as given)"
+    if meta.mean is not None and meta.std is not None:
+        norm = f"inside the model: mean={list(meta.mean)} std={list(meta.std)}"
+    accuracy = None
+    if data is not None:
+        preds = predict(model, data.x, batch_size=batch_size, num_classes=meta.num_classes, name=meta.name)
+        correct = int((preds == data.y).sum())
+        accuracy = wilson(correct, len(data))
+    return ModelInfo(
+        name=meta.name,
+        arch=meta.arch,
+        num_classes=meta.num_classes,
+        input_shape=meta.input_shape,
+        parameters=params,
+        trainable_parameters=trainable,
+        sha256=meta.sha256,
+        metadata=dict(meta.extra),
+        has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()),
+        normalisation=norm,
+        data=data.source if data is not None else None,
+        data_sha256=data.sha256 if data is not None else None,
+        samples=len(data) if data is not None else None,
+        accuracy=accuracy,
+    )

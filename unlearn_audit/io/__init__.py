@@ -1,0 +1,1 @@
+"""Everything that touches files: checkpoints, sample sets, datasets on disk, hashes."""

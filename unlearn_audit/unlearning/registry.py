@@ -1,0 +1,103 @@
+"""One signature for every unlearning method: ``unlearn(method, model, forget, retain, **hparams) -> model``.
+
+A method takes the model to unlearn (never modified in place), the forget and retain sets, and keyword
+hyper-parameters whose defaults follow the paper (SPEC §8). It returns a new :class:`AuditableModel` whose
+metadata records the method, the hyper-parameters actually used, the parent's sha256 and the seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+from ..device import resolve_device
+from ..errors import ConfigError
+from ..io.models import AuditableModel, wrap_model
+from ..io.samples import Samples
+from ..progress import NULL_PROGRESS, Progress
+
+
+class UnlearningMethod(Protocol):
+    def __call__(
+        self, model: AuditableModel, forget: Samples, retain: Samples, *, seed: int, progress: Progress, **hparams: Any
+    ) -> AuditableModel: ...
+
+
+_METHODS: dict[str, Callable[..., AuditableModel]] = {}
+
+
+def register_method(name: str, fn: Callable[..., AuditableModel], *, force: bool = False) -> None:
+    if name in _METHODS and not force:
+        raise ConfigError(f"unlearning method {name!r} is already registered; pass force=True to replace it")
+    _METHODS[name] = fn
+
+
+def registered_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    fn = _get(method)
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("seed", "progress") and p.default is not p.empty
+    }
+
+
+def _get(method: str) -> Callable[..., AuditableModel]:
+    key = method.lower().replace("_", "-")
+    if key not in _METHODS:
+        raise ConfigError(f"unknown unlearning method {method!r}; choose from {', '.join(registered_methods())}")
+    return _METHODS[key]
+
+
+def unlearn(
+    method: str,
+    model: AuditableModel | torch.nn.Module,
+    forget: Samples,
+    retain: Samples,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: Progress = NULL_PROGRESS,
+    **hparams: Any,
+) -> AuditableModel:
+    """Run ``method`` on a copy of ``model``. Unknown hyper-parameters are an error, not silently ignored."""
+    fn = _get(method)
+    defaults = method_defaults(method)
+    unknown = sorted(set(hparams) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"method {method}: unknown hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults)) or 'none'}"
+        )
+    source = wrap_model(model)
+    work = copy.deepcopy(source)
+    if device is not None:
+        work = work.to(resolve_device(device))
+    torch.manual_seed(seed)
+    result = fn(work, forget, retain, seed=seed, progress=progress, **hparams)
+    used = {**defaults, **hparams}
+    extra = dict(source.meta.extra)
+    extra.update(
+        {
+            "method": method.lower().replace("_", "-"),
+            "hparams": _json(used),
+            "seed": str(seed),
+        }
+    )
+    if source.meta.sha256:
+        extra["parent_sha256"] = source.meta.sha256
+    result.meta = dataclasses.replace(source.meta, extra=extra, path=None, sha256=None)
+    return result.eval()
+
+
+def _json(value: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
