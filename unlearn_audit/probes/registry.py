@@ -1,0 +1,50 @@
+"""Probe names as the CLI and JSON spell them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..errors import ConfigError
+from .adversarial import FGSMProbe, PGDProbe
+from .base import Probe
+from .random import GaussianProbe, UniformBallProbe
+
+PROBE_FACTORIES: dict[str, Callable[[], Probe]] = {
+    "gaussian": GaussianProbe,
+    "uniform-linf": lambda: UniformBallProbe("linf"),
+    "uniform-l2": lambda: UniformBallProbe("l2"),
+    "fgsm": FGSMProbe,
+    "fgsm-untargeted": lambda: FGSMProbe(targeted=False),
+    "pgd": PGDProbe,
+    "pgd-untargeted": lambda: PGDProbe(targeted=False),
+    "pgd-l2": lambda: PGDProbe(norm="l2", step_size="tau/4"),
+}
+DEFAULT_PROBES = ("gaussian", "fgsm", "pgd")
+
+
+def make_probe(spec: str | Probe) -> Probe:
+    if isinstance(spec, Probe):
+        return spec
+    key = spec.strip().lower()
+    if key not in PROBE_FACTORIES:
+        raise ConfigError(f"--probes: unknown probe {spec!r}; choose from {', '.join(PROBE_FACTORIES)}")
+    return PROBE_FACTORIES[key]()
+
+
+def make_probes(specs: Sequence[str | Probe] | str) -> list[Probe]:
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    probes = [make_probe(s) for s in specs]
+    names = [p.name if p.config().get("targeted", True) else p.name + "-untargeted" for p in probes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--probes: a probe is listed twice ({', '.join(names)})")
+    if not probes:
+        raise ConfigError("--probes: give at least one probe")
+    return probes
+
+
+def probe_label(probe: Probe) -> str:
+    """The key a probe's results are stored under (``fgsm``, ``fgsm-untargeted``, ``pgd-l2``...)."""
+    if probe.adversarial and not probe.config().get("targeted", True):
+        return f"{probe.name}-untargeted"
+    return probe.name
