@@ -166,6 +166,278 @@ def info(
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------------- check
+def parse_taus(text: str | None) -> tuple[float, ...] | None:
+    """``0,0.01,0.02`` or ``start:stop:n`` (inclusive linspace); numbers may be fractions like ``8/255``."""
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+
+    def number(item: str) -> float:
+        item = item.strip()
+        try:
+            if "/" in item:
+                num, den = item.split("/", 1)
+                return float(num) / float(den)
+            return float(item)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"--taus {text!r}: {item!r} is not a number (use 0.01 or 8/255)") from None
+
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ConfigError(f"--taus {text!r}: write start:stop:n, e.g. 0:8/255:11")
+        start, stop = number(parts[0]), number(parts[1])
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise ConfigError(f"--taus {text!r}: n must be an integer") from None
+        if count < 1:
+            raise ConfigError(f"--taus {text!r}: n must be at least 1")
+        import numpy as np
+
+        return tuple(float(t) for t in np.linspace(start, stop, count))
+    return tuple(number(item) for item in text.split(",") if item.strip())
+
+
+def parse_draws(values: list[str] | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    """``--draws 100 --draws pgd=10`` -> (100, (("pgd", 10),))."""
+    from .errors import ConfigError
+
+    default, per_probe = None, []
+    for value in values or []:
+        name, sep, number = value.partition("=")
+        try:
+            if sep:
+                per_probe.append((name.strip(), int(number)))
+            else:
+                default = int(value)
+        except ValueError:
+            raise ConfigError(f"--draws {value!r}: give an integer, or probe=integer (e.g. pgd=10)") from None
+    return default, tuple(per_probe)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    import math
+
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+VERDICT_STYLE = {
+    "pass": "bold green",
+    "residual_knowledge": "bold red",
+    "over_unlearning": "bold yellow",
+    "inconclusive": "bold blue",
+}
+
+
+def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 - AuditResult
+    """Summary table (probe × τ) and the verdict, on stdout."""
+    if result.probes:
+        rows = []
+        for name, probe in result.probes.items():
+            for row in probe.taus:
+                s = row.stats
+                band = row.null_band
+                rows.append(
+                    [
+                        name,
+                        f"{s.tau:.4f}",
+                        f"{_fmt(s.R.value)} [{_fmt(s.R.lo)}, {_fmt(s.R.hi)}]",
+                        f"[{_fmt(band.lo)}, {_fmt(band.hi)}]" if band else "—",
+                        _fmt(s.p_m.value),
+                        _fmt(s.p_a.value),
+                        _fmt(s.frac_u_gt_v.value, 2),
+                        _fmt(s.disagreement.value),
+                        f"{_fmt(row.R_norm.value)}" if row.R_norm else "—",
+                    ]
+                )
+        console.table(
+            title or f"residual knowledge: {result.model.name}",
+            ["probe", "τ", "R [95% CI]", "null band", "p_m", "p_a", "u>v̄", "disagree", "R_norm"],
+            rows,
+        )
+        verdict_rows = [
+            [
+                name,
+                f"{_fmt(p.pooled.value)} [{_fmt(p.pooled.lo)}, {_fmt(p.pooled.hi)}]",
+                f"[{_fmt(p.band.lo)}, {_fmt(p.band.hi)}]",
+                p.verdict.kind + ("" if p.counts_toward_verdict else " (not counted)"),
+            ]
+            for name, p in result.probes.items()
+        ]
+        level = next(iter(result.probes.values())).pooled.level
+        console.table(
+            f"per-probe verdicts (R pooled over the policy's τ range, {level:.1%} CI)",
+            ["probe", "R pooled", "null band", "verdict"],
+            verdict_rows,
+        )
+    for name, sc in result.screening.items():
+        rows = [
+            [
+                name,
+                f"{r['tau']:.4f}",
+                f"{_fmt(r['R_proxy']['value'])} [{_fmt(r['R_proxy']['lo'])}, {_fmt(r['R_proxy']['hi'])}]",
+                _fmt(r["p_m_forget"]),
+                _fmt(r["p_m_holdout"]),
+            ]
+            for r in sc.taus
+        ]
+        console.table(
+            f"screening (no reference): {name}", ["probe", "τ", "R_proxy [95% CI]", "p_m forget", "p_m holdout"], rows
+        )
+    if result.flagged_samples:
+        shown = result.flagged_samples[:10]
+        console.table(
+            f"forget samples with significant residual knowledge ({len(result.flagged_samples)}; first {len(shown)})",
+            ["id", "label", "probes", "u", "v̄", "adj. p"],
+            [[f.id, f.label, ",".join(f.probes), f"{f.u:.1f}", f"{f.v_bar:.1f}", f"{f.p_adjusted:.2g}"] for f in shown],
+        )
+    style = VERDICT_STYLE.get(result.verdict.kind, "bold")
+    console.say(f"[{style}]verdict: {result.verdict.kind}[/] (exit code {result.exit_code})")
+    console.say(result.verdict.reason, markup=False)
+    console.say(result.config.policy.describe(), style="dim", markup=False)
+    for note in result.notes:
+        console.say(f"note: {note}", style="dim", markup=False)
+
+
+@app.command()
+def check(
+    model: Annotated[Path, typer.Argument(help="The unlearned checkpoint to audit.")],
+    forget: Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")],
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reference",
+            help="A model retrained without the forget set; repeat for several (K >= 2 measures the retraining spread).",
+        ),
+    ] = None,
+    holdout: Annotated[
+        Path | None,
+        typer.Option(
+            "--holdout",
+            help="Unseen samples of the forget set's classes: R_norm beside R, or reference-free screening.",
+        ),
+    ] = None,
+    arch: ArchOpt = None,
+    num_classes: NumClassesOpt = None,
+    input_shape: InputShapeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    allow_pickle: AllowPickleOpt = False,
+    data_root: DataRootOpt = None,
+    dataset: DatasetOpt = None,
+    max_rows: MaxRowsOpt = 500_000,
+    taus: Annotated[
+        str | None, typer.Option("--taus", help="τ grid: list (0,0.01) or start:stop:n (0:8/255:11, the default).")
+    ] = None,
+    probes: Annotated[
+        str,
+        typer.Option(
+            "--probes",
+            help="Comma-separated: gaussian, uniform-linf, uniform-l2, fgsm, fgsm-untargeted, pgd, pgd-untargeted, pgd-l2.",
+        ),
+    ] = "gaussian,fgsm,pgd",
+    draws: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--draws",
+            help="Draws per sample and τ (default 100); repeat as probe=N to override one probe, e.g. --draws pgd=10.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="One seed controls every random choice.")] = 0,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Rows per model call (default: from a memory budget).")
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option("--precision", help="auto (bf16 only where it flips <= 0.1% of predictions), fp32, bf16, fp16."),
+    ] = "auto",
+    engine: Annotated[
+        str, typer.Option("--engine", help="fused (ours) or art (ART's attacks; slower second opinion).")
+    ] = "fused",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the intervals.")] = 2000,
+    ci_method: Annotated[str, typer.Option("--ci-method", help="bca or percentile.")] = "bca",
+    alpha: Annotated[float, typer.Option("--alpha", help="Family-wise error rate of a false finding.")] = 0.05,
+    fdr: Annotated[float, typer.Option("--fdr", help="False-discovery rate of the per-sample flags.")] = 0.05,
+    tau_min: Annotated[float, typer.Option("--tau-min", help="Smallest τ that counts toward the verdict.")] = 0.0,
+    tau_max: Annotated[
+        float | None, typer.Option("--tau-max", help="Largest τ that counts toward the verdict.")
+    ] = None,
+    count_probes: Annotated[
+        str | None, typer.Option("--count-probes", help="Probes that count toward the verdict (default: all run).")
+    ] = None,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Null-band margin with a single reference (seed spread unmeasured).")
+    ] = 0.15,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive."""
+    import math
+
+    from .audit import Audit, AuditConfig
+    from .policy import Policy
+
+    console.configure_logging(verbose)
+    default_draws, probe_draws = parse_draws(draws)
+    policy = Policy(
+        alpha=alpha,
+        fdr=fdr,
+        tau_min=tau_min,
+        tau_max=math.inf if tau_max is None else tau_max,
+        probes=tuple(p.strip() for p in count_probes.split(",")) if count_probes else None,
+        single_reference_margin=margin,
+    )
+    config_kwargs: dict = dict(
+        probes=tuple(p.strip() for p in probes.split(",") if p.strip()),
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        engine=engine,
+        bootstrap=bootstrap,
+        ci_method=ci_method,
+        policy=policy,
+        probe_draws=probe_draws,
+    )
+    parsed_taus = parse_taus(taus)
+    if parsed_taus is not None:
+        config_kwargs["taus"] = parsed_taus
+    if default_draws is not None:
+        config_kwargs["draws"] = default_draws
+    config = AuditConfig(**config_kwargs)
+    with console.RichProgress() as progress:
+        audit = Audit(
+            model,
+            references=reference or [],
+            forget=forget,
+            holdout=holdout,
+            config=config,
+            progress=progress,
+            model_options=dict(
+                arch=arch,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                mean=mean,
+                std=std,
+                allow_pickle=allow_pickle,
+            ),
+            sample_options=dict(data_root=data_root, dataset=dataset, max_rows=max_rows),
+            command="unlearn-audit check " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["check"] else None,
+        )
+        for warning in list(audit.forget.warnings) + (list(audit.holdout.warnings) if audit.holdout else []):
+            console.warn(warning)
+        result = audit.run()
+    render_result(result)
+    if json_out is not None:
+        result.to_json(json_out)
+        console.say(f"JSON written to {json_out}", style="dim", markup=False)
+    return result.exit_code
+
+
 # ----------------------------------------------------------------------------------------------------- demo
 def reference_models_dir(explicit: Path | None = None) -> Path:
     """Where the bundled reference models live: --models-dir, $UNLEARN_AUDIT_REFERENCE_MODELS, or the repo."""
@@ -189,29 +461,54 @@ def demo(
     models_dir: Annotated[
         Path | None, typer.Option("--models-dir", help="Folder with the bundled reference models.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the demo's outputs.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option("--out", help="Where to write the demo's JSON reports.")] = Path("demo-output"),
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> int:
-    """Run the whole loop offline on the bundled reference models."""
-    root = reference_models_dir(models_dir) / "fmnist-small"
-    console.say(f"[bold]unlearn-audit demo[/] on {root}")
-    return info(
-        root / "original.safetensors",
-        data=root / "test.npz",
-        device=device,
-        json_out=out / "original-info.json",
-        verbose=verbose,
-        arch=None,
-        num_classes=None,
-        input_shape=None,
-        mean=None,
-        std=None,
-        allow_pickle=False,
-        data_root=None,
-        dataset=None,
-        max_rows=500_000,
+    """Run the whole loop offline on the bundled reference models (about a minute on a laptop CPU)."""
+    import time
+
+    from .demo import run_demo
+
+    console.configure_logging(verbose)
+    root = reference_models_dir(models_dir)
+    console.say(
+        "unlearn-audit demo: Fashion-MNIST, forget = 500 images of class 0, small CNN", style="bold", markup=False
     )
+    console.say(
+        "Auditing the original model, GD (fine-tuned on the retain set), GA (gradient ascent on the forget set) "
+        "and an honest retrain, each against three other retrains. Probes: Gaussian, FGSM, PGD.",
+        markup=False,
+    )
+    started = time.perf_counter()
+    with console.RichProgress() as progress:
+        outcome = run_demo(root, out, device=device, progress=progress)
+    rows = []
+    for name, result in outcome.results.items():
+        expected = outcome.expected[name]
+        rows.append(
+            [
+                name,
+                result.model.metadata.get("method", "?"),
+                *[f"{p.pooled.value:.3f} [{p.pooled.lo:.3f}, {p.pooled.hi:.3f}]" for p in result.probes.values()],
+                result.verdict.kind,
+                "yes" if result.verdict.kind == expected else f"NO (expected {expected})",
+            ]
+        )
+    probe_names = list(next(iter(outcome.results.values())).probes)
+    level = next(iter(next(iter(outcome.results.values())).probes.values())).pooled.level
+    console.table(
+        f"demo: R pooled over τ ({level:.1%} CI) and verdicts",
+        ["model", "method", *[f"R {p}" for p in probe_names], "verdict", "as expected"],
+        rows,
+    )
+    for name, result in outcome.results.items():
+        console.say(f"{name}: {result.verdict.reason}", markup=False)
+    console.say(f"JSON reports in {out}/ ({time.perf_counter() - started:.0f} s)", style="dim", markup=False)
+    if not outcome.all_as_expected:
+        console.warn("some verdicts differ from what the reference models were built to show")
+        return EXIT_FINDING
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------------- entry point

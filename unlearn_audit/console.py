@@ -10,11 +10,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+# Wide when piped to a file or CI log (rich would assume 80 columns); never turn ":train:" into an emoji.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+stdout = Console(highlight=False, soft_wrap=False, emoji=False, width=_WIDTH)
+stderr = Console(stderr=True, highlight=False, emoji=False)
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -35,19 +39,20 @@ class _ConsoleHandler(logging.Handler):
         elif record.levelno >= logging.WARNING:
             warn(message)
         else:
-            stderr.print(f"[dim]{record.levelname.lower()}:[/] {message}", markup=True, soft_wrap=True)
+            stderr.print(f"[dim]{record.levelname.lower()}:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def error(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+    stderr.print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
-def say(message: str = "", *, style: str | None = None) -> None:
-    stdout.print(message, style=style, markup=True, soft_wrap=True)
+def say(message: str = "", *, style: str | None = None, markup: bool = True) -> None:
+    """Print a line; ``markup=False`` for text from data (ids, file names, reasons)."""
+    stdout.print(message, style=style, markup=markup, soft_wrap=True)
 
 
 def table(
@@ -57,7 +62,7 @@ def table(
     for i, col in enumerate(columns):
         tbl.add_column(col, justify="left" if i == 0 or not justify_right else "right", no_wrap=True)
     for row in rows:
-        tbl.add_row(*[str(c) for c in row])
+        tbl.add_row(*[Text(str(c)) for c in row])
     stdout.print(tbl)
 
 
@@ -66,7 +71,7 @@ def key_values(title: str, items: Iterable[tuple[str, Any]]) -> None:
     tbl.add_column("key", style="bold")
     tbl.add_column("value", overflow="fold")
     for key, value in items:
-        tbl.add_row(key, str(value))
+        tbl.add_row(Text(key), Text(str(value)))
     stdout.print(tbl)
 
 

@@ -101,10 +101,19 @@ class ProbeCounts:
     subjects: int = 1
     precision: str = "fp32"
     meta: dict[str, Any] = field(default_factory=dict)
+    evaluated: np.ndarray | None = None  # bool [A, M]: which models saw each block's rows (None: all)
+
+    def __post_init__(self) -> None:
+        if self.evaluated is None:
+            self.evaluated = np.ones(self.correct.shape[:2], dtype=bool)
 
     @property
     def adversarial(self) -> bool:
         return bool(self.probe_config.get("adversarial", False))
+
+    @property
+    def evaluated_mask(self) -> np.ndarray:
+        return self.evaluated if self.evaluated is not None else np.ones(self.correct.shape[:2], dtype=bool)
 
     @property
     def references(self) -> tuple[int, ...]:
@@ -128,7 +137,12 @@ class ProbeCounts:
             self.taus, other.taus
         ):
             raise ConfigError("cannot merge counts from runs with different probes, τ grids, draws, models or samples")
-        return replace(self, correct=self.correct + other.correct, disagree=self.disagree + other.disagree)
+        return replace(
+            self,
+            correct=self.correct + other.correct,
+            disagree=self.disagree + other.disagree,
+            evaluated=np.logical_and(self.evaluated_mask, other.evaluated_mask),
+        )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"correct": self.correct, "disagree": self.disagree, "taus": self.taus, "labels": self.labels}
@@ -320,16 +334,31 @@ class Engine:
         self.autocast = autocast_factory(self.device, self.precision)
         self.keys = sample_keys(samples.ids)
 
-    def run(self, probe: Probe, *, sample_range: tuple[int, int] | None = None) -> ProbeCounts:
-        """Counts for ``probe`` over all samples (or the half-open ``sample_range``, zeros elsewhere)."""
-        cfg = self.config
+    def run(
+        self, probe: Probe, *, sample_range: tuple[int, int] | None = None, draws: int | None = None
+    ) -> ProbeCounts:
+        """Counts for ``probe`` over all samples (or the half-open ``sample_range``, zeros elsewhere).
+
+        ``draws`` overrides the configured number of draws for this probe (e.g. fewer for costly PGD).
+        """
+        cfg = self.config if draws is None else replace(self.config, draws=int(draws))
         taus = np.asarray(cfg.taus, dtype=np.float64)
         n, n_tau, n_models = len(self.samples), len(taus), len(self.models)
         crafted_on: tuple[int, ...] = tuple(range(self.subjects))
         if probe.adversarial and cfg.craft_on_references:
             crafted_on = tuple(range(n_models))
-        # Random probes share their draws: one pass, disagreement counted against every subject.
+        # Random probes share their draws: one pass, every model, disagreement counted against every subject.
+        # Adversarial rows crafted on model a only need a itself and the references (and, with a single
+        # reference, the subjects too: the swap null compares the reference with the audited model).
         passes = [crafted_on] if not probe.adversarial else [(a,) for a in crafted_on]
+        refs = list(range(self.subjects, n_models))
+        evaluated = np.zeros((len(crafted_on), n_models), dtype=bool)
+        for j, a in enumerate(crafted_on):
+            if not probe.adversarial:
+                evaluated[j] = True
+            else:
+                wanted = {a, *refs} | (set(range(self.subjects)) if len(refs) <= 1 else set())
+                evaluated[j, sorted(wanted)] = True
         correct = np.zeros((len(crafted_on), n_models, n, n_tau), dtype=np.int64)
         disagree = np.zeros_like(correct)
         lo, hi = sample_range or (0, n)
@@ -361,7 +390,14 @@ class Engine:
                         crafting_model=self.models[anchors[0]].module,
                         autocast=self.autocast,
                     )
-                    c_chunk, d_chunk = self._count(probe, ctx, anchors, stop - start, n_tau)
+                    c_chunk, d_chunk = self._count(
+                        probe,
+                        ctx,
+                        anchors,
+                        stop - start,
+                        n_tau,
+                        [int(m) for m in np.flatnonzero(evaluated[crafted_on.index(anchors[0])])],
+                    )
                     for j, a in enumerate(anchors):
                         a_pos = crafted_on.index(a)
                         correct[a_pos, :, start:stop] = c_chunk
@@ -382,21 +418,22 @@ class Engine:
             disagree=disagree,
             subjects=self.subjects,
             precision=self.precision,
+            evaluated=evaluated,
         )
 
     def _count(
-        self, probe: Probe, ctx: ChunkContext, anchors: Sequence[int], n: int, n_tau: int
+        self, probe: Probe, ctx: ChunkContext, anchors: Sequence[int], n: int, n_tau: int, models: Sequence[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         n_models = len(self.models)
         correct = torch.zeros(n_models, n * n_tau, dtype=torch.long, device=self.device)
         disagree = torch.zeros(len(anchors), n_models, n * n_tau, dtype=torch.long, device=self.device)
         total = torch.zeros(n * n_tau, dtype=torch.long, device=self.device)
         for batch in probe.rows(ctx):
-            preds = self._predict(batch)
+            preds = self._predict(batch, models)
             flat = batch.sample * n_tau + batch.tau
             truth = ctx.y[batch.sample]
             total.index_add_(0, flat, batch.weight)
-            for m in range(n_models):
+            for m in models:
                 correct[m].index_add_(0, flat, (preds[m] == truth).long() * batch.weight)
                 for j, a in enumerate(anchors):
                     if a != m:
@@ -408,16 +445,17 @@ class Engine:
             disagree.view(len(anchors), n_models, n, n_tau).cpu().numpy(),
         )
 
-    def _predict(self, batch: RowBatch) -> list[torch.Tensor]:
+    def _predict(self, batch: RowBatch, models: Sequence[int]) -> dict[int, torch.Tensor]:
         x = batch.x
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        preds = []
+        preds = {}
         with torch.inference_mode(), self.autocast():
-            for model in self.models:
+            for m in models:
+                model = self.models[m]
                 logits = model.module(x).float()
                 check_logits(logits, self.num_classes, model.name)
-                preds.append(logits.argmax(1))
+                preds[m] = logits.argmax(1)
         return preds
 
 

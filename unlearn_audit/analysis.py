@@ -1,0 +1,535 @@
+"""From counts to estimates, null bands and verdicts (numpy only; the orchestration lives in ``audit.py``).
+
+Input: :class:`~unlearn_audit.probes.engine.ProbeCounts` for the forget set (and optionally a holdout set);
+output: plain dataclasses that ``AuditResult`` serialises.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .policy import Band, Policy, Verdict, VerdictKind, classify
+from .stats.bootstrap import bootstrap_weights, interval
+from .stats.intervals import Estimate
+from .stats.pertest import benjamini_hochberg, calibrated_test, one_sided_exact
+from .stats.ratio import TauStatistics, class_matching_weights, ratio_of_means, tau_statistics
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    bootstrap: int = 2000
+    method: str = "bca"
+    level: float = 0.95
+    seed: int = 0
+
+
+def stats_rng(settings: StatsSettings, *labels: str) -> np.random.Generator:
+    key = tuple(zlib.crc32(label.encode()) for label in labels)
+    return np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(0x57A7, *key)))
+
+
+@dataclass(frozen=True)
+class TauRow:
+    stats: TauStatistics
+    null_values: tuple[float, ...] = ()
+    null_band: Band | None = None
+    R_norm: Estimate | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "tau": s.tau,
+            "R": _num(s.R.value),
+            "R_ci": [_num(s.R.lo), _num(s.R.hi)],
+            "r_paper": _num(s.r_paper.value),
+            "r_paper_ci": [_num(s.r_paper.lo), _num(s.r_paper.hi)],
+            "n_undefined": s.n_undefined,
+            "frac_u_gt_v": s.frac_u_gt_v.to_dict(),
+            "p_m": s.p_m.to_dict(),
+            "p_a": s.p_a.to_dict(),
+            "disagreement": s.disagreement.to_dict(),
+            "bounds": {"lower": s.bound_lower.to_dict(), "upper": s.bound_upper.to_dict()},
+            "null_values": [_num(v) for v in self.null_values],
+            "null_band": self.null_band.to_dict() if self.null_band else None,
+            "R_norm": self.R_norm.to_dict() if self.R_norm else None,
+        }
+
+
+@dataclass(frozen=True)
+class ProbeAnalysis:
+    name: str
+    config: dict[str, Any]
+    description: str
+    adversarial: bool
+    counts_toward_verdict: bool
+    taus: list[TauRow]
+    pooled: Estimate
+    band: Band
+    verdict: Verdict
+    pooled_norm: Estimate | None = None
+    band_norm: Band | None = None
+    verdict_norm: VerdictKind | None = None
+    histogram: dict[str, list[float]] = field(default_factory=dict)
+    null_p_exact: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": self.config,
+            "description": self.description,
+            "adversarial": self.adversarial,
+            "counts_toward_verdict": self.counts_toward_verdict,
+            "taus": [row.to_dict() for row in self.taus],
+            "pooled": self.pooled.to_dict(),
+            "null_band": self.band.to_dict(),
+            "verdict": self.verdict.to_dict(),
+            "R_norm_pooled": self.pooled_norm.to_dict() if self.pooled_norm else None,
+            "R_norm_band": self.band_norm.to_dict() if self.band_norm else None,
+            "R_norm_verdict": self.verdict_norm,
+            "u_minus_v_histogram": self.histogram,
+        }
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def tau_mask(taus: np.ndarray, policy: Policy) -> np.ndarray:
+    return (taus >= policy.tau_min - 1e-12) & (taus <= policy.tau_max + 1e-12)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else "n/a"
+
+
+def _band_from(estimates: list[Estimate], floor: float, method: str) -> Band:
+    lo = min(e.lo for e in estimates)
+    hi = max(e.hi for e in estimates)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Band(float("nan"), float("nan"), method + " (undefined)", tuple(e.value for e in estimates))
+    return Band(min(lo, 1.0 / (1.0 + floor)), max(hi, 1.0 + floor), method, tuple(e.value for e in estimates))
+
+
+def _margin_band(margin: float, method: str) -> Band:
+    return Band(1.0 / (1.0 + margin), 1.0 + margin, method)
+
+
+@dataclass
+class Series:
+    """Per-sample counts for one 'model under test' against its comparison models on the same rows."""
+
+    u: np.ndarray  # [N, T]
+    v: np.ndarray  # [K, N, T]
+    d: np.ndarray  # [K, N, T]
+
+
+def _check_evaluated(counts: Any, block: int, models: list[int]) -> None:
+    if counts.evaluated is not None and not counts.evaluated[block, models].all():
+        raise RuntimeError(f"{counts.probe}: counts needed for this comparison were not computed")
+
+
+def subject_series(counts: Any, subject: int) -> Series:
+    refs = list(counts.references)
+    a = counts.block(subject)
+    _check_evaluated(counts, a, [subject, *refs])
+    return Series(counts.correct[a, subject], counts.correct[a][refs], counts.disagree[a][refs])
+
+
+def null_series(counts: Any, subject: int) -> tuple[list[Series], str]:
+    """Comparisons that stand for "an honest retrain audited the same way"."""
+    refs = list(counts.references)
+    if len(refs) >= 2:
+        if counts.adversarial and any(k not in counts.crafted_on for k in refs):
+            return [], "fixed margin (adversarial inputs were not crafted on the references)"
+        out = []
+        for k in refs:
+            b = counts.block(k)
+            others = [j for j in refs if j != k]
+            _check_evaluated(counts, b, [k, *others])
+            out.append(Series(counts.correct[b, k], counts.correct[b][others], counts.disagree[b][others]))
+        return out, f"leave-one-out over {len(refs)} references"
+    if len(refs) == 1 and counts.adversarial and refs[0] in counts.crafted_on:
+        b = counts.block(refs[0])
+        _check_evaluated(counts, b, [refs[0], subject])
+        swap = Series(counts.correct[b, refs[0]], counts.correct[b][[subject]], counts.disagree[b][[subject]])
+        return [swap], "swap with the audited model (one reference: seed spread unmeasured, margin added)"
+    return [], "fixed margin (one reference: the seed-to-seed spread of retraining is unmeasured)"
+
+
+def _pooled(series: Series, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return series.u[:, mask].sum(axis=1), series.v.mean(axis=0)[:, mask].sum(axis=1)
+
+
+def analyse_probe(
+    counts: Any,
+    subject: int,
+    policy: Policy,
+    settings: StatsSettings,
+    verdict_level: float,
+    description: str,
+    holdout: Any | None = None,
+    holdout_weights: np.ndarray | None = None,
+) -> tuple[ProbeAnalysis, np.ndarray, np.ndarray]:
+    """Estimates, band and verdict for one probe.
+
+    Also returns per-sample p-values ``[2, N]`` (row 0: the exact test against these references, which decides
+    the flags; row 1: the test calibrated against retraining variation) and pooled per-τ-average ``(u, v̄)``."""
+    taus = np.asarray(counts.taus, dtype=float)
+    mask = tau_mask(taus, policy)
+    n = counts.correct.shape[2]
+    weights = bootstrap_weights(stats_rng(settings, counts.probe, "forget"), n, settings.bootstrap)
+    main = subject_series(counts, subject)
+    rows = tau_statistics(taus, main.u, main.v, main.d, counts.draws, weights, settings.level, settings.method)
+    nulls, null_method = null_series(counts, subject)
+    n_refs = len(counts.references)
+    floor = policy.band_floor if n_refs >= 2 else policy.single_reference_margin
+
+    # per-τ null values and bands (display level)
+    null_rows: list[list[Estimate]] = [[] for _ in taus]
+    for s in nulls:
+        v_bar = s.v.mean(axis=0)
+        for t in range(len(taus)):
+            null_rows[t].append(ratio_of_means(s.u[:, t], v_bar[:, t], weights, settings.level, settings.method))
+
+    # R_norm with a holdout
+    norm_rows: list[Estimate | None] = [None] * len(taus)
+    pooled_norm = band_norm = None
+    verdict_norm: VerdictKind | None = None
+    h_weights = None
+    if holdout is not None and n_refs >= 1:
+        assert holdout_weights is not None
+        nh = holdout.correct.shape[2]
+        h_weights = bootstrap_weights(stats_rng(settings, counts.probe, "holdout"), nh, settings.bootstrap)
+        h_main = subject_series(holdout, subject)
+        for t in range(len(taus)):
+            norm_rows[t] = _ratio_norm(
+                main.u[:, t],
+                main.v.mean(0)[:, t],
+                h_main.u[:, t],
+                h_main.v.mean(0)[:, t],
+                holdout_weights,
+                weights,
+                h_weights,
+                settings.level,
+            )
+        uf, vf = _pooled(main, mask)
+        uh, vh = _pooled(h_main, mask)
+        pooled_norm = _ratio_norm(uf, vf, uh, vh, holdout_weights, weights, h_weights, verdict_level)
+        h_nulls, _ = null_series(holdout, subject)
+        if nulls and h_nulls and len(nulls) == len(h_nulls):
+            ests = []
+            for s_f, s_h in zip(nulls, h_nulls, strict=True):
+                a_u, a_v = _pooled(s_f, mask)
+                b_u, b_v = _pooled(s_h, mask)
+                ests.append(_ratio_norm(a_u, a_v, b_u, b_v, holdout_weights, weights, h_weights, verdict_level))
+            band_norm = _band_from(ests, floor, null_method)
+        else:
+            band_norm = _margin_band(floor, null_method)
+        verdict_norm = classify(pooled_norm.lo, pooled_norm.hi, band_norm)
+
+    # pooled over the τ range: the verdict statistic
+    u_pool, v_pool = _pooled(main, mask)
+    pooled = ratio_of_means(u_pool, v_pool, weights, verdict_level, settings.method)
+    if nulls:
+        ests = [ratio_of_means(*_pooled(s, mask), weights, verdict_level, settings.method) for s in nulls]
+        if null_method.startswith("swap"):
+            e = ests[0]
+            m = 1.0 + policy.single_reference_margin
+            band = Band(e.lo / m, e.hi * m, null_method, (e.value,))
+        else:
+            band = _band_from(ests, floor, null_method)
+    else:
+        band = _margin_band(floor, null_method)
+
+    kind = classify(pooled.lo, pooled.hi, band)
+    if n < policy.min_samples:
+        kind = "inconclusive"
+    reason = _probe_reason(counts.probe, kind, pooled, band, n, policy, taus[mask])
+    if (
+        verdict_norm is not None
+        and pooled_norm is not None
+        and kind == "over_unlearning"
+        and verdict_norm == "residual_knowledge"
+    ):
+        kind = "inconclusive"
+        reason = (
+            f"{counts.probe}: R = {_fmt(pooled.value)} says over-unlearning, but the utility-normalised ratio "
+            f"R_norm = {_fmt(pooled_norm.value)} [{_fmt(pooled_norm.lo)}, {_fmt(pooled_norm.hi)}] says the model still "
+            "favours its forget samples over unseen ones more than retrains do: damage everywhere may be masking "
+            "residual knowledge."
+        )
+
+    # per-sample tests, pooled over the τ range: exact (vs these references) and calibrated (vs retraining)
+    t_count = int(mask.sum())
+    trials = counts.draws * t_count
+    v_each = main.v[:, :, mask].sum(axis=2)  # [K, N]
+    k = v_each.shape[0]
+    p_exact = one_sided_exact(u_pool, v_each.sum(axis=0), trials, k * trials)
+    # calibrated against retraining variation: ρ measured from the references (K ≥ 2) or the policy's default
+    rho = None if k >= 2 else policy.single_reference_dispersion
+    p_calibrated, _ = calibrated_test(u_pool, v_each, trials, rho)
+    null_p: list[np.ndarray] = []
+    if null_method.startswith("leave-one-out"):
+        for s in nulls:
+            s_v = s.v[:, :, mask].sum(axis=2)
+            null_p.append(one_sided_exact(s.u[:, mask].sum(axis=1), s_v.sum(axis=0), trials, s_v.shape[0] * trials))
+    diff = (u_pool - v_pool) / max(1, t_count)
+    edges = np.linspace(-counts.draws, counts.draws, 41)
+    hist, _ = np.histogram(diff, bins=edges)
+
+    analysis = ProbeAnalysis(
+        name=counts.probe,
+        config={k2: v2 for k2, v2 in counts.probe_config.items()},
+        description=description,
+        adversarial=bool(counts.adversarial),
+        counts_toward_verdict=policy.counts_probe(counts.probe),
+        taus=[
+            TauRow(
+                rows[t],
+                tuple(e.value for e in null_rows[t]),
+                _band_from(null_rows[t], 0.0, null_method) if null_rows[t] else None,
+                norm_rows[t],
+            )
+            for t in range(len(taus))
+        ],
+        pooled=pooled,
+        band=band,
+        verdict=Verdict(kind, reason, {"R": pooled.to_dict(), "band": band.to_dict()}),
+        pooled_norm=pooled_norm,
+        band_norm=band_norm,
+        verdict_norm=verdict_norm,
+        histogram={"edges": edges.tolist(), "counts": hist.tolist()},
+        null_p_exact=null_p,
+    )
+    return analysis, np.stack([p_exact, p_calibrated]), np.stack([u_pool, v_pool]) / max(1, t_count)
+
+
+def _ratio_norm(
+    uf: np.ndarray,
+    vf: np.ndarray,
+    uh: np.ndarray,
+    vh: np.ndarray,
+    h_class: np.ndarray,
+    wf: np.ndarray,
+    wh: np.ndarray,
+    level: float,
+) -> Estimate:
+    """R_norm = [p_m(F)/p_m(H)] / [p_a(F)/p_a(H)] = R_forget / R_holdout (holdout class-matched)."""
+    r_f = uf.sum() / vf.sum() if vf.sum() > 0 else np.nan
+    r_h = (h_class * uh).sum() / (h_class * vh).sum() if (h_class * vh).sum() > 0 else np.nan
+    est = float(r_f / r_h) if np.isfinite(r_f) and np.isfinite(r_h) and r_h > 0 else float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rep_f = (wf @ uf) / (wf @ vf)
+        whc = wh * h_class[None, :]
+        rep_h = (whc @ uh) / (whc @ vh)
+        reps = rep_f / rep_h
+    return interval(est, reps, level, "percentile")
+
+
+def _probe_reason(
+    probe: str, kind: VerdictKind, pooled: Estimate, band: Band, n: int, policy: Policy, taus: np.ndarray
+) -> str:
+    tau_text = f"τ in [{taus.min():.4g}, {taus.max():.4g}]" if taus.size else "no τ"
+    ci = f"{_fmt(pooled.value)} [{_fmt(pooled.lo)}, {_fmt(pooled.hi)}] ({pooled.level:.1%} CI, {tau_text})"
+    band_text = f"[{_fmt(band.lo)}, {_fmt(band.hi)}] ({band.method})"
+    if n < policy.min_samples:
+        return f"{probe}: only {n} forget samples (< {policy.min_samples}); too few for a verdict."
+    if kind == "residual_knowledge":
+        return (
+            f"{probe}: the model recognises perturbed forget samples R = {ci} times as often as retrained references, "
+            f"above the range honest retrains show, {band_text}."
+        )
+    if kind == "over_unlearning":
+        return (
+            f"{probe}: the model recognises perturbed forget samples only R = {ci} times as often as retrained "
+            f"references, below the range honest retrains show, {band_text}: a detectable over-unlearning fingerprint."
+        )
+    if kind == "pass":
+        return f"{probe}: R = {ci} lies inside the range honest retrains show, {band_text}."
+    return f"{probe}: R = {ci} straddles the edge of the range honest retrains show, {band_text}; more samples or references would decide."
+
+
+@dataclass(frozen=True)
+class FlaggedSample:
+    """A forget sample the exact test flags. ``u``/``v_bar``: correct draws per τ (mean over the τ range) for the
+    audited model and the references' average, on the probe with the smallest p. ``p_adjusted``: exact test,
+    BH-adjusted; ``p_calibrated_adjusted``: the test that allows for retraining variation, BH-adjusted."""
+
+    id: str
+    label: int
+    probes: tuple[str, ...]
+    u: float
+    v_bar: float
+    p_adjusted: float
+    p_calibrated_adjusted: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "probes": list(self.probes),
+            "u": round(self.u, 4),
+            "v_bar": round(self.v_bar, 4),
+            "p_adjusted": self.p_adjusted,
+            "p_calibrated_adjusted": self.p_calibrated_adjusted,
+        }
+
+
+@dataclass(frozen=True)
+class SampleEvidence:
+    flagged: list[FlaggedSample]
+    calibrated_flagged: int
+    min_calibrated_p: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "flagged": len(self.flagged),
+            "calibrated_flagged": self.calibrated_flagged,
+            "min_calibrated_p": self.min_calibrated_p,
+        }
+
+
+def flag_samples(
+    ids: tuple[str, ...], labels: np.ndarray, per_probe: dict[str, tuple[np.ndarray, np.ndarray]], fdr: float
+) -> SampleEvidence:
+    """Benjamini–Hochberg jointly over every (probe, sample) exact test; one entry per flagged sample.
+
+    ``per_probe[name] = (p [2, N], uv [2, N])`` as returned by :func:`analyse_probe`.
+    """
+    names = list(per_probe)
+    if not names:
+        return SampleEvidence([], 0, float("nan"))
+    adjusted = benjamini_hochberg(np.concatenate([per_probe[n][0][0] for n in names])).reshape(len(names), -1)
+    calibrated_raw = np.concatenate([per_probe[n][0][1] for n in names])
+    calibrated = benjamini_hochberg(calibrated_raw).reshape(len(names), -1)
+    flagged = []
+    for i in np.flatnonzero((adjusted <= fdr).any(axis=0)):
+        hits = [names[j] for j in range(len(names)) if adjusted[j, i] <= fdr]
+        best = int(np.argmin(adjusted[:, i]))
+        uv = per_probe[names[best]][1]
+        flagged.append(
+            FlaggedSample(
+                ids[i],
+                int(labels[i]),
+                tuple(hits),
+                float(uv[0, i]),
+                float(uv[1, i]),
+                float(adjusted[best, i]),
+                float(calibrated[:, i].min()),
+            )
+        )
+    flagged.sort(key=lambda f: (f.p_adjusted, f.id))
+    return SampleEvidence(flagged, int((calibrated <= fdr).any(axis=0).sum()), float(calibrated_raw.min()))
+
+
+def null_flag_mean(null_p: dict[str, list[np.ndarray]], fdr: float) -> float | None:
+    """How many samples the same joint exact test flags for an honest retrain (leave-one-out), on average."""
+    lists = [v for v in null_p.values() if v]
+    if not lists or len({len(v) for v in lists}) != 1:
+        return None
+    counts = []
+    for k in range(len(lists[0])):
+        adjusted = benjamini_hochberg(np.concatenate([v[k] for v in lists])).reshape(len(lists), -1)
+        counts.append(int((adjusted <= fdr).any(axis=0).sum()))
+    return float(np.mean(counts))
+
+
+# ------------------------------------------------------------------------------------ reference-free screening
+
+
+@dataclass(frozen=True)
+class ScreeningAnalysis:
+    name: str
+    taus: list[dict[str, Any]]
+    pooled: Estimate
+    band: Band
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "taus": self.taus,
+            "R_proxy_pooled": self.pooled.to_dict(),
+            "null_band": self.band.to_dict(),
+            "verdict": self.verdict.to_dict(),
+        }
+
+
+def analyse_screening(
+    forget: Any,
+    holdout: Any,
+    forget_labels: np.ndarray,
+    holdout_labels: np.ndarray,
+    policy: Policy,
+    settings: StatsSettings,
+    verdict_level: float,
+    splits: int = 400,
+) -> ScreeningAnalysis:
+    """R_proxy = p_m(forget neighbourhoods) / p_m(class-matched holdout neighbourhoods), with a split-half null."""
+    taus = np.asarray(forget.taus, dtype=float)
+    mask = tau_mask(taus, policy)
+    cw = class_matching_weights(forget_labels, holdout_labels)
+    uf = forget.correct[0, 0].astype(float)
+    uh = holdout.correct[0, 0].astype(float)
+    nf, nh = uf.shape[0], uh.shape[0]
+    wf = bootstrap_weights(stats_rng(settings, forget.probe, "screen-forget"), nf, settings.bootstrap)
+    wh = bootstrap_weights(stats_rng(settings, forget.probe, "screen-holdout"), nh, settings.bootstrap) * cw[None, :]
+
+    def proxy(a: np.ndarray, b: np.ndarray, level: float) -> Estimate:
+        est = (a.sum() / nf) / ((cw * b).sum() / cw.sum()) if (cw * b).sum() > 0 else float("nan")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps = ((wf @ a) / nf) / ((wh @ b) / wh.sum(axis=1))
+        return interval(float(est), reps, level, "percentile")
+
+    rows = []
+    for t in range(len(taus)):
+        e = proxy(uf[:, t], uh[:, t], settings.level)
+        rows.append(
+            {
+                "tau": float(taus[t]),
+                "R_proxy": e.to_dict(),
+                "p_m_forget": float(uf[:, t].sum() / (nf * forget.draws)),
+                "p_m_holdout": float((cw * uh[:, t]).sum() / (cw.sum() * holdout.draws)),
+            }
+        )
+    a, b = uf[:, mask].sum(axis=1), uh[:, mask].sum(axis=1)
+    pooled = proxy(a, b, verdict_level)
+    # split-half null: two class-stratified halves of the holdout against each other
+    rng = stats_rng(settings, forget.probe, "screen-split")
+    used = np.flatnonzero(cw > 0)
+    ratios = []
+    for _ in range(splits):
+        half = np.zeros(nh, dtype=bool)
+        for c in np.unique(holdout_labels[used]):
+            rows_c = used[holdout_labels[used] == c]
+            half[rng.permutation(rows_c)[: len(rows_c) // 2]] = True
+        w1, w2 = cw * half, cw * (~half & (cw > 0))
+        if (w2 * b).sum() > 0 and w1.sum() > 0:
+            ratios.append(((w1 * b).sum() / w1.sum()) / ((w2 * b).sum() / w2.sum()))
+    alpha = 1 - verdict_level
+    lo, hi = np.quantile(ratios, [alpha / 2, 1 - alpha / 2]) if ratios else (np.nan, np.nan)
+    band = Band(float(lo), float(hi), f"holdout split against itself ({len(ratios)} class-stratified half splits)")
+    threshold = max(band.hi, 1.0 + policy.screening_margin)
+    if nf < policy.min_samples:
+        kind: VerdictKind = "inconclusive"
+        reason = f"screening: only {nf} forget samples; too few."
+    elif math.isfinite(pooled.lo) and pooled.lo > threshold:
+        kind = "residual_knowledge"
+        reason = (
+            f"screening ({forget.probe}): the model recognises perturbed forget samples R_proxy = {_fmt(pooled.value)} "
+            f"[{_fmt(pooled.lo)}, {_fmt(pooled.hi)}] times as often as unseen holdout samples of the same classes, above "
+            f"both the holdout's split-half range [{_fmt(band.lo)}, {_fmt(band.hi)}] and 1 + {policy.screening_margin}."
+        )
+    else:
+        kind = "inconclusive"
+        reason = (
+            f"screening ({forget.probe}): R_proxy = {_fmt(pooled.value)} [{_fmt(pooled.lo)}, {_fmt(pooled.hi)}] is not "
+            f"strong evidence (needs a lower bound above {_fmt(threshold)}); without a retrained reference this test "
+            "cannot pass a model."
+        )
+    return ScreeningAnalysis(forget.probe, rows, pooled, band, Verdict(kind, reason, {"R_proxy": pooled.to_dict()}))

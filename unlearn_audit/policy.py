@@ -1,0 +1,151 @@
+"""Verdict rules. A :class:`Policy` holds every threshold; its values are printed with every verdict.
+
+Per probe, the audited model's ratio R, pooled over the policy's τ range, is compared with the **null band**:
+the range of R that honest retrains produce under the same procedure.
+
+* ``residual_knowledge``: the whole confidence interval of R lies above the band;
+* ``over_unlearning``: the whole interval lies below the band;
+* ``pass``: the interval lies inside the band;
+* ``inconclusive``: the interval straddles an edge of the band, or there are too few samples.
+
+Confidence levels are Bonferroni-corrected across the probes that count, so the chance of a false finding
+on an honest retrain is at most ``alpha`` (given the band). Overall: any probe with residual knowledge makes
+the overall verdict ``residual_knowledge`` (the finding that matters to a data subject; over-unlearning on
+another probe is named in the reason); otherwise any over-unlearning gives ``over_unlearning``; otherwise all
+counted probes must pass for ``pass``; anything else is ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+VerdictKind = Literal["pass", "residual_knowledge", "over_unlearning", "inconclusive"]
+EXIT_CODE_FOR: dict[str, int] = {"pass": 0, "residual_knowledge": 1, "over_unlearning": 1, "inconclusive": 3}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds and rules that turn estimates into verdicts."""
+
+    alpha: float = 0.05
+    """Family-wise error rate of a false finding, split (Bonferroni) over the probes that count."""
+    fdr: float = 0.05
+    """False-discovery rate for the per-sample flags (Benjamini–Hochberg)."""
+    tau_min: float = 0.0
+    tau_max: float = math.inf
+    """The τ range that counts toward the verdict (inclusive)."""
+    probes: tuple[str, ...] | None = None
+    """Probes that count toward the verdict; None = every probe that was run."""
+    single_reference_margin: float = 0.15
+    """With one reference the seed-to-seed spread of retraining cannot be measured; the null band is widened
+    by this factor (R within [1/1.15, 1.15] for random probes). A second retrain on the Fashion-MNIST panel
+    reads R = 1.08-1.12 against the first (SPEC §4), so 0.15 covers it."""
+    single_reference_dispersion: float = 0.8
+    """With one reference, the per-sample test cannot measure how much retraining seeds disagree on a sample;
+    this intra-class correlation stands in (0.84 was measured across the four Fashion-MNIST retrains)."""
+    band_floor: float = 0.02
+    """With K ≥ 2 references the null band is never narrower than [1/(1+floor), 1+floor]."""
+    min_samples: int = 20
+    """Fewer forget samples than this: every verdict is inconclusive."""
+    screening_margin: float = 0.10
+    """Reference-free screening flags residual knowledge only when R_proxy's lower bound exceeds 1 + margin
+    (and the holdout's own split-half band)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1 or not 0 < self.fdr < 1:
+            raise ConfigError(f"policy: alpha and fdr must be in (0, 1), got {self.alpha}, {self.fdr}")
+        if self.tau_min > self.tau_max:
+            raise ConfigError(f"policy: tau_min {self.tau_min} > tau_max {self.tau_max}")
+        if not 0 < self.single_reference_dispersion < 1:
+            raise ConfigError("policy: single_reference_dispersion must be in (0, 1)")
+        if self.single_reference_margin < 0 or self.band_floor < 0 or self.screening_margin < 0:
+            raise ConfigError("policy: margins must be >= 0")
+
+    def counts_probe(self, name: str) -> bool:
+        return self.probes is None or name in self.probes
+
+    def verdict_level(self, n_probes: int) -> float:
+        return 1.0 - self.alpha / max(1, n_probes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tau_max"] = None if math.isinf(self.tau_max) else self.tau_max
+        out["probes"] = list(self.probes) if self.probes is not None else None
+        return out
+
+    def describe(self) -> str:
+        tau_hi = "∞" if math.isinf(self.tau_max) else f"{self.tau_max:.4g}"
+        probes = "all probes run" if self.probes is None else ", ".join(self.probes)
+        return (
+            f"policy: alpha={self.alpha} (Bonferroni over probes), per-sample FDR={self.fdr}, τ in "
+            f"[{self.tau_min:.4g}, {tau_hi}], probes counted: {probes}, one-reference margin "
+            f"±{self.single_reference_margin:.0%}, band floor ±{self.band_floor:.0%}, min samples {self.min_samples}"
+        )
+
+
+@dataclass(frozen=True)
+class Band:
+    """The range of R an honest retrain produces, and how it was obtained."""
+
+    lo: float
+    hi: float
+    method: str
+    values: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lo": self.lo, "hi": self.hi, "method": self.method, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODE_FOR[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.reason, "evidence": self.evidence}
+
+
+def classify(lo: float, hi: float, band: Band) -> VerdictKind:
+    """One interval against one band."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    if lo > band.hi:
+        return "residual_knowledge"
+    if hi < band.lo:
+        return "over_unlearning"
+    if band.lo <= lo and hi <= band.hi:
+        return "pass"
+    return "inconclusive"
+
+
+def combine(probe_verdicts: dict[str, Verdict]) -> Verdict:
+    """Overall verdict from the per-probe verdicts that count (see the module docstring)."""
+    kinds = {name: v.kind for name, v in probe_verdicts.items()}
+    residual = [n for n, k in kinds.items() if k == "residual_knowledge"]
+    over = [n for n, k in kinds.items() if k == "over_unlearning"]
+    unclear = [n for n, k in kinds.items() if k == "inconclusive"]
+    if not kinds:
+        return Verdict("inconclusive", "no probe counts toward the verdict under this policy")
+    if residual:
+        extra = f" Over-unlearning on {', '.join(over)}." if over else ""
+        lead = probe_verdicts[residual[0]].reason
+        return Verdict("residual_knowledge", f"{lead}{extra}", {"probes": kinds})
+    if over:
+        lead = probe_verdicts[over[0]].reason
+        return Verdict("over_unlearning", lead, {"probes": kinds})
+    if unclear:
+        lead = probe_verdicts[unclear[0]].reason
+        return Verdict("inconclusive", lead, {"probes": kinds})
+    names = ", ".join(kinds)
+    return Verdict(
+        "pass", f"On every probe counted ({names}) the model is consistent with retraining.", {"probes": kinds}
+    )
