@@ -76,6 +76,7 @@ class ProbeAnalysis:
     verdict_norm: VerdictKind | None = None
     histogram: dict[str, list[float]] = field(default_factory=dict)
     null_p_exact: list[np.ndarray] = field(default_factory=list, repr=False)
+    retraining_dispersion: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,7 @@ class ProbeAnalysis:
             "R_norm_band": self.band_norm.to_dict() if self.band_norm else None,
             "R_norm_verdict": self.verdict_norm,
             "u_minus_v_histogram": self.histogram,
+            "retraining_dispersion": self.retraining_dispersion,
         }
 
 
@@ -272,7 +274,7 @@ def analyse_probe(
     p_exact = one_sided_exact(u_pool, v_each.sum(axis=0), trials, k * trials)
     # calibrated against retraining variation: ρ measured from the references (K ≥ 2) or the policy's default
     rho = None if k >= 2 else policy.single_reference_dispersion
-    p_calibrated, _ = calibrated_test(u_pool, v_each, trials, rho)
+    p_calibrated, rho_used = calibrated_test(u_pool, v_each, trials, rho)
     null_p: list[np.ndarray] = []
     if null_method.startswith("leave-one-out"):
         for s in nulls:
@@ -305,6 +307,7 @@ def analyse_probe(
         verdict_norm=verdict_norm,
         histogram={"edges": edges.tolist(), "counts": hist.tolist()},
         null_p_exact=null_p,
+        retraining_dispersion=rho_used,
     )
     return analysis, np.stack([p_exact, p_calibrated]), np.stack([u_pool, v_pool]) / max(1, t_count)
 
