@@ -20,6 +20,7 @@ import csv
 import io
 import logging
 import math
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -479,8 +480,8 @@ def _load_npz(path: Path, num_classes: int | None, input_shape: tuple[int, ...] 
         raise
     except ValueError as exc:
         raise InputError(f"{path}: cannot read .npz without pickle ({exc}); store plain numeric arrays") from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
     if x.dtype.kind not in "fiub":
         raise InputError(f"{path}: x has dtype {x.dtype}; expected numbers")
     domain: Domain | None = str(domain_arr) if domain_arr is not None else None  # type: ignore[assignment]
