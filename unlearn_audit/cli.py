@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -436,6 +436,86 @@ def check(
         result.to_json(json_out)
         console.say(f"JSON written to {json_out}", style="dim", markup=False)
     return result.exit_code
+
+
+# -------------------------------------------------------------------------------------------------- unlearn
+def parse_hparams(values: list[str] | None) -> dict[str, Any]:
+    """``--param lr=0.01 --param k=3`` -> {"lr": 0.01, "k": 3}; values parse as JSON where they can."""
+    from .errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for value in values or []:
+        key, sep, raw = value.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {value!r}: write name=value, e.g. --param lr=0.01")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = raw
+    return out
+
+
+@app.command()
+def unlearn(
+    method: Annotated[
+        str, typer.Argument(help="Method: retrain, gd, ngd, ga, neggrad+, eu-k, cf-k, scrub, ssd, fisher, ntk, cr.")
+    ],
+    model: Annotated[Path, typer.Argument(help="The model to unlearn from (usually the original).")],
+    forget: Annotated[Path, typer.Option("--forget", help="The forget set.")],
+    retain: Annotated[Path, typer.Option("--retain", help="The retain set.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the unlearned model (.safetensors).")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Hyper-parameter override name=value; repeat.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    arch: ArchOpt = None,
+    num_classes: NumClassesOpt = None,
+    input_shape: InputShapeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    allow_pickle: AllowPickleOpt = False,
+    data_root: DataRootOpt = None,
+    dataset: DatasetOpt = None,
+    max_rows: MaxRowsOpt = 500_000,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> int:
+    """Run an unlearning method from the zoo and save the result with its method and hyper-parameters."""
+    from .errors import ConfigError
+    from .io.models import save_model
+    from .unlearning import method_defaults
+    from .unlearning import unlearn as run_method
+
+    console.configure_logging(verbose)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"-o {out}: the output must be a .safetensors file")
+    defaults = method_defaults(method)
+    hparams = parse_hparams(param)
+    loaded = _load(
+        model,
+        arch=arch,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        mean=mean,
+        std=std,
+        allow_pickle=allow_pickle,
+        device=device,
+    )
+    forget_set = _samples(forget, loaded, data_root=data_root, dataset=dataset, max_rows=max_rows)
+    retain_set = _samples(retain, loaded, data_root=data_root, dataset=dataset, max_rows=max_rows)
+    with console.RichProgress() as progress:
+        result = run_method(method, loaded, forget_set, retain_set, seed=seed, progress=progress, **hparams)
+    digest = save_model(result, out)
+    console.key_values(
+        f"unlearn-audit unlearn {method}",
+        [
+            ("input", f"{model} ({loaded.meta.sha256})"),
+            ("output", f"{out} ({digest})"),
+            ("hyper-parameters", json.dumps({**defaults, **hparams}, sort_keys=True)),
+            ("seed", seed),
+        ],
+    )
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------------------- demo

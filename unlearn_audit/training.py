@@ -48,7 +48,17 @@ class TrainConfig:
 
 
 def make_sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """``model.train()``, except modules whose parameters are all frozen, which stay in eval mode."""
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -66,8 +76,13 @@ def train_classifier(
     progress: Progress = NULL_PROGRESS,
     description: str = "train",
     step_hook: Callable[[int, float], None] | None = None,
+    grad_hook: Callable[[nn.Module, int], None] | None = None,
 ) -> nn.Module:
-    """Cross-entropy SGD with a cosine schedule; deterministic for a fixed seed, device and thread count."""
+    """Cross-entropy SGD with a cosine schedule; deterministic for a fixed seed, device and thread count.
+
+    Only parameters with ``requires_grad`` are trained; modules whose parameters are all frozen stay in eval
+    mode (their BatchNorm statistics do not move). ``grad_hook(model, step)`` runs between backward and step.
+    """
     device = model_device(model)
     gen = seeded_generator(cfg.seed)
     opt = make_sgd(model, cfg)
@@ -75,7 +90,7 @@ def train_classifier(
     total = cfg.epochs * per_epoch
     task = progress.start(description, total)
     step = 0
-    model.train()
+    set_train_mode(model)
     try:
         for _ in range(cfg.epochs):
             for idx in batches(x.shape[0], cfg.batch_size, gen):
@@ -85,6 +100,8 @@ def train_classifier(
                 loss = F.cross_entropy(model(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if grad_hook is not None:
+                    grad_hook(model, step)
                 opt.step()
                 step += 1
                 if step_hook is not None:

@@ -1,6 +1,6 @@
 """Method zoo: unlearning baselines behind one signature (see :func:`unlearn`)."""
 
-from . import basic  # noqa: F401  (registers the methods)
+from . import basic, zoo  # noqa: F401  (registers the methods)
 from .registry import method_defaults, register_method, registered_methods, unlearn
 
 __all__ = ["method_defaults", "register_method", "registered_methods", "unlearn"]

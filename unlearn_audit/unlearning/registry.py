@@ -50,8 +50,22 @@ def method_defaults(method: str) -> dict[str, Any]:
     }
 
 
+ALIASES = {
+    "neggrad-plus": "neggrad+",
+    "neggradplus": "neggrad+",
+    "euk": "eu-k",
+    "cfk": "cf-k",
+    "fisher-forgetting": "fisher",
+}
+
+
+def canonical(method: str) -> str:
+    key = method.strip().lower().replace("_", "-")
+    return ALIASES.get(key, key)
+
+
 def _get(method: str) -> Callable[..., AuditableModel]:
-    key = method.lower().replace("_", "-")
+    key = canonical(method)
     if key not in _METHODS:
         raise ConfigError(f"unknown unlearning method {method!r}; choose from {', '.join(registered_methods())}")
     return _METHODS[key]
@@ -86,7 +100,7 @@ def unlearn(
     extra = dict(source.meta.extra)
     extra.update(
         {
-            "method": method.lower().replace("_", "-"),
+            "method": canonical(method),
             "hparams": _json(used),
             "seed": str(seed),
         }
