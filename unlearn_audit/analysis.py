@@ -328,7 +328,7 @@ def _ratio_norm(
     est = float(r_f / r_h) if np.isfinite(r_f) and np.isfinite(r_h) and r_h > 0 else float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
         rep_f = (wf @ uf) / (wf @ vf)
-        whc = wh * h_class[None, :]
+        whc = wh * h_class
         rep_h = (whc @ uh) / (whc @ vh)
         reps = rep_f / rep_h
     return interval(est, reps, level, "percentile")
@@ -481,7 +481,7 @@ def analyse_screening(
     uh = holdout.correct[0, 0].astype(float)
     nf, nh = uf.shape[0], uh.shape[0]
     wf = bootstrap_weights(stats_rng(settings, forget.probe, "screen-forget"), nf, settings.bootstrap)
-    wh = bootstrap_weights(stats_rng(settings, forget.probe, "screen-holdout"), nh, settings.bootstrap) * cw[None, :]
+    wh = bootstrap_weights(stats_rng(settings, forget.probe, "screen-holdout"), nh, settings.bootstrap) * cw
 
     def proxy(a: np.ndarray, b: np.ndarray, level: float) -> Estimate:
         est = (a.sum() / nf) / ((cw * b).sum() / cw.sum()) if (cw * b).sum() > 0 else float("nan")

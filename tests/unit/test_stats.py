@@ -190,3 +190,20 @@ def test_calibrated_test_false_flags_and_power(rho):
         assert flagged[weak].mean() > 0.5
     else:
         assert calibrated_test(np.array([trials]), np.zeros((k, 1), int), trials, rho=rho)[0][0] > 0.01
+
+
+def test_chunked_bootstrap_weights_match_their_dense_form(monkeypatch):
+    from unlearn_audit.stats import bootstrap as boot
+
+    monkeypatch.setattr(boot, "MAX_DENSE_WEIGHTS", 100)
+    w = boot.bootstrap_weights(np.random.default_rng(0), 50, 30)
+    assert isinstance(w, boot.ChunkedWeights) and w.chunk < 30
+    dense = np.vstack([block for _, block in w._blocks()])
+    assert dense.shape == (30, 50) and np.all(dense.sum(axis=1) == 50)
+    x = np.random.default_rng(1).random((50, 3))
+    row = np.random.default_rng(2).random(50)
+    assert np.allclose(w @ x, dense @ x) and np.allclose(w @ x, w @ x)  # deterministic regeneration
+    assert np.allclose(w.sum(axis=1), 50) and np.allclose((w * row) @ x, (dense * row) @ x)
+    assert np.allclose((w * row).sum(axis=1), dense @ row)
+    est = ratio_of_means(x[:, 0], x[:, 1], w, 0.95, "bca")
+    assert est.lo <= est.value <= est.hi

@@ -39,13 +39,60 @@ log = logging.getLogger(__name__)
 Domain = Literal["image", "tabular"]
 DEFAULT_MAX_ROWS = 500_000
 MAX_IMAGE_PIXELS = 50_000_000
+#: Sets larger than this (as float32) are kept lazy: rows are converted only when a chunk is requested.
+LAZY_THRESHOLD_BYTES = int(16 * 1024**2)
+
+
+class LazyRows:
+    """Tensor-like, read-only view of ``rows`` of a uint8/float array, converted to float32 in [0, 1] on access.
+
+    Supports what the audit needs from ``Samples.x``: ``shape``, ``dim()``, ``len()`` and indexing with a
+    slice, an int, or an index array/tensor, each returning a real ``torch.Tensor``. ``x[:]`` materialises.
+    Used for large dataset-backed sets so that memory does not grow with the forget set (issue: streaming).
+    """
+
+    dtype = torch.float32
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray | None = None) -> None:
+        self._array = array
+        self._rows = np.arange(array.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self._rows), *self._array.shape[1:]))
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _convert(self, block: np.ndarray) -> torch.Tensor:
+        if block.dtype == np.uint8:
+            return torch.from_numpy(block.astype(np.float32) / 255.0)
+        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        picked = self._rows[index]
+        if np.ndim(picked) == 0:
+            return self._convert(self._array[int(picked)][None])[0]
+        return self._convert(self._array[picked])
+
+    def subset(self, indices: np.ndarray) -> LazyRows:
+        return LazyRows(self._array, self._rows[np.asarray(indices, dtype=np.int64)])
+
+    def chunks(self, size: int = 4096):  # noqa: ANN201 - iterator of tensors
+        for start in range(0, len(self), size):
+            yield self[start : start + size]
 
 
 @dataclass(frozen=True)
 class Samples:
     """A labelled set of inputs. ``bounds`` is the valid input range probes clip to (None: no clipping)."""
 
-    x: torch.Tensor
+    x: torch.Tensor  # or a LazyRows view for large dataset-backed sets (index it to get tensors)
     y: torch.Tensor
     ids: tuple[str, ...]
     domain: Domain = "image"
@@ -69,14 +116,29 @@ class Samples:
         return tuple(int(s) for s in self.x.shape[1:])
 
     @property
+    def is_lazy(self) -> bool:
+        return isinstance(self.x, LazyRows)
+
+    @property
     def content_sha256(self) -> str:
+        if isinstance(self.x, LazyRows):
+            import hashlib
+
+            digest = hashlib.sha256(f"float32{tuple(self.x.shape)}".encode())
+            for block in self.x.chunks():
+                digest.update(block.numpy().tobytes())
+            return digest.hexdigest() + ":" + sha256_tensors(self.y)[:16]
         return sha256_tensors(self.x, self.y)
+
+    def materialise(self) -> Samples:
+        """The same set with ``x`` as an in-memory tensor."""
+        return replace(self, x=self.x[:]) if isinstance(self.x, LazyRows) else self
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, source: str | None = None) -> Samples:
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return replace(
             self,
-            x=self.x[idx],
+            x=self.x.subset(idx.numpy()) if isinstance(self.x, LazyRows) else self.x[idx],  # type: ignore[arg-type]
             y=self.y[idx],
             ids=tuple(self.ids[int(i)] for i in idx),
             source=source or f"{self.source}[subset]",
@@ -448,11 +510,15 @@ def _load_index_csv(
             arrays.append(_load_image(Path(ds.paths[i]), fake, line, channels, size))
         x = torch.from_numpy(np.stack(arrays))
     else:
-        x = torch.from_numpy(ds.take(idx))
-        if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        row_shape = tuple(int(d) for d in ds.images.shape[1:])
+        if input_shape is not None and row_shape != tuple(input_shape):
             raise InputError(
-                f"{table.path}: dataset {ds.spec} has inputs {list(x.shape[1:])} but the model expects {list(input_shape)}"
+                f"{table.path}: dataset {ds.spec} has inputs {list(row_shape)} but the model expects {list(input_shape)}"
             )
+        if len(idx) * 4 * math.prod(row_shape) > LAZY_THRESHOLD_BYTES:
+            x = LazyRows(ds.images, idx)  # type: ignore[assignment]
+        else:
+            x = torch.from_numpy(ds.take(idx))
     ids = _ids_column(table, [f"{ds.spec}:{i}" for i in indices])
     return Samples(
         x,

@@ -13,15 +13,71 @@ from scipy import stats
 
 from .intervals import Estimate
 
+#: Above this many weight entries (replicates × samples) the weights are regenerated chunk by chunk on every
+#: product instead of being held in memory, so memory does not grow with the forget set.
+MAX_DENSE_WEIGHTS = 2 * 1024**2
+
+
+def _multinomial_rows(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
+    idx = rng.integers(0, n, size=(rows, n))
+    flat = (np.arange(rows)[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+class ChunkedWeights:
+    """``[replicates, n]`` bootstrap weights that are never held in memory at once.
+
+    Supports what the estimators use: ``W @ x`` (x of shape [n] or [n, k]), ``W.sum(axis=1)``, ``W * row``
+    (a per-sample scaling, e.g. class-matching weights) and ``.shape``. Every product regenerates the same
+    weights from per-chunk seeds, so results equal those of a dense matrix drawn the same way.
+    """
+
+    def __init__(
+        self, seed: np.random.SeedSequence, n: int, replicates: int, chunk: int, scale: np.ndarray | None = None
+    ):
+        self.seed, self.n, self.replicates, self.chunk = seed, n, replicates, chunk
+        self.scale = scale
+        self.shape = (replicates, n)
+
+    def _blocks(self):  # noqa: ANN202 - iterator of (start, weights)
+        for i in range((self.replicates + self.chunk - 1) // self.chunk):
+            # derived, not spawned: SeedSequence.spawn() advances the parent, which would break regeneration
+            child = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, i))
+            rows = min(self.chunk, self.replicates - i * self.chunk)
+            block = _multinomial_rows(np.random.default_rng(child), self.n, rows)
+            yield i * self.chunk, block if self.scale is None else block * self.scale[None, :]
+
+    def __matmul__(self, other: np.ndarray) -> np.ndarray:
+        other = np.asarray(other, dtype=float)
+        out = np.empty((self.replicates, *other.shape[1:]))
+        for start, block in self._blocks():
+            out[start : start + block.shape[0]] = block @ other
+        return out
+
+    def sum(self, axis: int = 1, keepdims: bool = False) -> np.ndarray:
+        if axis != 1:
+            raise ValueError("only row sums are supported")
+        total = self @ np.ones(self.n)
+        return total[:, None] if keepdims else total
+
+    def __mul__(self, row: np.ndarray) -> ChunkedWeights:
+        row = np.asarray(row, dtype=float).reshape(-1)
+        scale = row if self.scale is None else self.scale * row
+        return ChunkedWeights(self.seed, self.n, self.replicates, self.chunk, scale)
+
 
 def bootstrap_weights(rng: np.random.Generator, n: int, replicates: int) -> np.ndarray:
-    """``[replicates, n]`` multinomial resampling counts (float64), one row per bootstrap resample."""
+    """``[replicates, n]`` multinomial resampling counts (float64), one row per bootstrap resample.
+
+    Large problems get a :class:`ChunkedWeights` (same interface for the operations the estimators use).
+    """
     if n == 0:
         return np.zeros((replicates, 0))
-    idx = rng.integers(0, n, size=(replicates, n))
-    weights = np.zeros((replicates, n))
-    np.add.at(weights, (np.repeat(np.arange(replicates), n), idx.ravel()), 1.0)
-    return weights
+    if replicates * n > MAX_DENSE_WEIGHTS:
+        seed = np.random.SeedSequence(int(rng.integers(0, 2**63)))
+        chunk = max(1, MAX_DENSE_WEIGHTS // (2 * n))
+        return ChunkedWeights(seed, n, replicates, chunk)  # type: ignore[return-value]
+    return _multinomial_rows(rng, n, replicates)
 
 
 def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:

@@ -235,7 +235,7 @@ def ssd(
     i_forget = diagonal_fisher(model, forget, batch_size)
     task.advance(1)
     full = Samples(
-        torch.cat([forget.x, retain.x]),
+        torch.cat([forget.x[:], retain.x[:]]),
         torch.cat([forget.y, retain.y]),
         tuple(forget.ids) + tuple(retain.ids),
         forget.domain,
