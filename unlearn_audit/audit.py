@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from . import distributed
 from .analysis import (
     FlaggedSample,
     ProbeAnalysis,
@@ -333,9 +334,15 @@ class Audit:
         model_options: Mapping[str, Any] | None = None,
         sample_options: Mapping[str, Any] | None = None,
         command: str | None = None,
+        work_dir: str | Path | None = None,
+        shard_size: int = 256,
     ) -> None:
         self.config = config or AuditConfig()
         self.progress = progress
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        if shard_size < 1:
+            raise ConfigError(f"--shard-size {shard_size}: must be positive")
+        self.shard_size = int(shard_size)
         self._model_options = dict(model_options or {})
         self._sample_options = dict(sample_options or {})
         self.command = command or " ".join(sys.argv)
@@ -397,16 +404,53 @@ class Audit:
         cfg = self.config
         probes = make_probes(list(cfg.probes))
         everything = [*subjects, *self.references]
-        engine = make_engine(
-            everything, self.forget, cfg.engine_config(), subjects=len(subjects), progress=self.progress
-        )
-        forget_counts = {probe_label(p): engine.run(p, draws=cfg.draws_for(probe_label(p))) for p in probes}
+        dist = distributed.current()
+        progress = self.progress if dist is None or dist.is_main else NULL_PROGRESS
+        engine_cfg = cfg.engine_config()
+        hint = distributed.local_device_hint() if dist is not None else None
+        if hint and cfg.device == "auto":
+            engine_cfg = dataclasses.replace(engine_cfg, device=hint)
+
+        def counts_for(samples: Samples, role: str) -> tuple[Any, dict[str, ProbeCounts]]:
+            engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            out = {}
+            for probe in probes:
+                label = probe_label(probe)
+                key = distributed.fingerprint(
+                    {
+                        "role": role,
+                        "models": [m.meta.sha256 for m in everything],
+                        "samples": samples.content_sha256,
+                        "ids": samples.ids,
+                        "probe": probe.config(),
+                        "label": label,
+                        "taus": list(cfg.taus),
+                        "draws": cfg.draws_for(label),
+                        "seed": cfg.seed,
+                        "precision": engine.precision,
+                        "craft": cfg.craft_on_references,
+                        "subjects": len(subjects),
+                        "engine": cfg.engine,
+                        "device": engine.device.type,
+                    }
+                )
+                out[label] = distributed.run_probe(
+                    engine,
+                    probe,
+                    label,
+                    cfg.draws_for(label),
+                    shard_size=self.shard_size,
+                    work_dir=self.work_dir,
+                    key=key,
+                    dist=dist,
+                    progress=progress,
+                )
+            return engine, out
+
+        engine, forget_counts = counts_for(self.forget, "forget")
         holdout_counts: dict[str, ProbeCounts] = {}
         if self.holdout is not None:
-            h_engine = make_engine(
-                everything, self.holdout, cfg.engine_config(), subjects=len(subjects), progress=self.progress
-            )
-            holdout_counts = {probe_label(p): h_engine.run(p, draws=cfg.draws_for(probe_label(p))) for p in probes}
+            _, holdout_counts = counts_for(self.holdout, "holdout")
         finished = datetime.now(timezone.utc)
         precision = {
             "used": engine.precision,
@@ -420,6 +464,7 @@ class Audit:
             "versions": library_versions(),
             "device": str(engine.device),
             "platform": platform.platform(),
+            "distributed": {"world_size": dist.world_size, "backend": dist.backend} if dist else None,
             "time": {
                 "started": started.isoformat(timespec="seconds"),
                 "finished": finished.isoformat(timespec="seconds"),

@@ -373,9 +373,19 @@ def check(
         float, typer.Option("--margin", help="Null-band margin with a single reference (seed spread unmeasured).")
     ] = 0.15,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option("--work-dir", help="Checkpoint partial counts here; rerunning the same command resumes."),
+    ] = None,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", help="Forget samples per checkpoint / distributed work unit.")
+    ] = 256,
     verbose: VerboseOpt = False,
 ) -> int:
-    """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive."""
+    """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
+
+    Under torchrun (``torchrun --nproc-per-node N -m unlearn_audit check ...``) the forget set is sharded across
+    processes and rank 0 prints and writes the report."""
     import math
 
     from .audit import Audit, AuditConfig
@@ -409,7 +419,10 @@ def check(
     if default_draws is not None:
         config_kwargs["draws"] = default_draws
     config = AuditConfig(**config_kwargs)
-    with console.RichProgress() as progress:
+    from .distributed import current as current_dist
+
+    dist_ctx = current_dist()
+    with console.RichProgress(enabled=False if dist_ctx is not None and not dist_ctx.is_main else None) as progress:
         audit = Audit(
             model,
             references=reference or [],
@@ -427,10 +440,17 @@ def check(
             ),
             sample_options=dict(data_root=data_root, dataset=dataset, max_rows=max_rows),
             command="unlearn-audit check " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["check"] else None,
+            work_dir=work_dir,
+            shard_size=shard_size,
         )
         for warning in list(audit.forget.warnings) + (list(audit.holdout.warnings) if audit.holdout else []):
             console.warn(warning)
         result = audit.run()
+    from .distributed import current
+
+    dist = current()
+    if dist is not None and not dist.is_main:
+        return result.exit_code
     render_result(result)
     if json_out is not None:
         result.to_json(json_out)
@@ -622,4 +642,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        import torch.distributed as torch_dist
+
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - shutting down; the exit code is what matters
+        pass
+    sys.exit(code)

@@ -1,0 +1,185 @@
+"""Sharded, resumable and distributed probe runs.
+
+The forget set is cut into shards of ``shard_size`` samples. Each shard's counts are computed by
+``Engine.run(probe, sample_range=shard)``; because every sample's randomness is keyed by its id, a shard's
+counts do not depend on which process computes it or when. That gives, with one mechanism:
+
+* **resume**: with a work directory, every finished shard is written atomically to
+  ``<work_dir>/<fingerprint>/<probe>/<lo>-<hi>.npz``; a rerun of the same command loads finished shards and
+  computes only the rest. The fingerprint hashes everything that determines the counts (model hashes,
+  sample content, probe settings, τ grid, draws, seed, precision), so a changed input never reuses stale work;
+* **distribution** (``torchrun --nproc-per-node N -m unlearn_audit check …``): rank r computes shards
+  r, r + N, r + 2N, … and the count arrays are summed with ``all_reduce`` (gloo on CPU, NCCL on GPUs), so every
+  rank holds the same counts as a single-process run; rank 0 writes the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .probes import Probe, ProbeCounts
+from .progress import NULL_PROGRESS, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def current() -> DistContext | None:
+    """The torch.distributed context: reuse an initialised group, or start one when torchrun set WORLD_SIZE > 1."""
+    if not torch.distributed.is_available():
+        return None
+    if not torch.distributed.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return None
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("UNLEARN_AUDIT_BACKEND") != "gloo" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return DistContext(
+        torch.distributed.get_rank(), torch.distributed.get_world_size(), torch.distributed.get_backend()
+    )
+
+
+def local_device_hint() -> str | None:
+    """``cuda:LOCAL_RANK`` under torchrun on a GPU node (one GPU per process)."""
+    if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return None
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _shard_path(work_dir: Path, key: str, label: str, lo: int, hi: int) -> Path:
+    return work_dir / key / label / f"{lo:09d}-{hi:09d}.npz"
+
+
+def _save_shard(path: Path, counts: ProbeCounts, lo: int, hi: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "probe": counts.probe,
+        "probe_config": counts.probe_config,
+        "models": list(counts.models),
+        "crafted_on": list(counts.crafted_on),
+        "subjects": counts.subjects,
+        "precision": counts.precision,
+        "draws": counts.draws,
+    }
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        correct=counts.correct[:, :, lo:hi],
+        disagree=counts.disagree[:, :, lo:hi],
+        evaluated=counts.evaluated_mask,
+        meta=np.asarray(json.dumps(meta, sort_keys=True)),
+    )
+    os.replace(tmp, path)
+
+
+def _load_shard(path: Path) -> dict[str, Any] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {
+                "correct": data["correct"],
+                "disagree": data["disagree"],
+                "evaluated": data["evaluated"],
+                "meta": json.loads(str(data["meta"])),
+            }
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:  # a torn or foreign file: recompute
+        log.warning("%s: ignoring unreadable checkpoint (%s)", path, exc)
+        return None
+
+
+def run_probe(
+    engine: Any,
+    probe: Probe,
+    label: str,
+    draws: int,
+    *,
+    shard_size: int,
+    work_dir: Path | None,
+    key: str,
+    dist: DistContext | None,
+    progress: Progress = NULL_PROGRESS,
+) -> ProbeCounts:
+    """Counts for ``probe`` over the whole set, computed shard by shard (see the module docstring)."""
+    if shard_size < 1:
+        raise ConfigError(f"--shard-size {shard_size}: must be positive")
+    n = len(engine.samples)
+    shards = [(lo, min(n, lo + shard_size)) for lo in range(0, n, shard_size)]
+    rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
+    mine = [s for i, s in enumerate(shards) if i % world == rank]
+    task = progress.start(f"{label}", sum(hi - lo for lo, hi in mine))
+    template: ProbeCounts | None = None
+    pieces: list[tuple[int, int, dict[str, Any]]] = []
+    try:
+        for lo, hi in mine:
+            path = _shard_path(work_dir, key, label, lo, hi) if work_dir is not None else None
+            loaded = _load_shard(path) if path is not None and path.exists() else None
+            if loaded is None:
+                counts = engine.run(probe, sample_range=(lo, hi), draws=draws)
+                template = template or counts
+                if path is not None:
+                    _save_shard(path, counts, lo, hi)
+                loaded = {
+                    "correct": counts.correct[:, :, lo:hi],
+                    "disagree": counts.disagree[:, :, lo:hi],
+                    "evaluated": counts.evaluated_mask,
+                }
+            pieces.append((lo, hi, loaded))
+            task.advance(hi - lo)
+    finally:
+        task.close()
+    if template is None:  # everything came from checkpoints (or this rank had no shard): shapes from a tiny run
+        template = engine.run(probe, sample_range=(0, 0), draws=draws)
+    correct = np.zeros_like(template.correct)
+    disagree = np.zeros_like(template.disagree)
+    evaluated = template.evaluated_mask.copy()
+    for lo, hi, piece in pieces:
+        correct[:, :, lo:hi] = piece["correct"]
+        disagree[:, :, lo:hi] = piece["disagree"]
+        evaluated &= piece["evaluated"]
+    if dist is not None and world > 1:
+        correct, disagree = _all_reduce(correct, disagree, engine.device, dist)
+    return ProbeCounts(
+        probe=template.probe,
+        probe_config=template.probe_config,
+        taus=template.taus,
+        draws=template.draws,
+        sample_ids=template.sample_ids,
+        labels=template.labels,
+        models=template.models,
+        crafted_on=template.crafted_on,
+        correct=correct,
+        disagree=disagree,
+        subjects=template.subjects,
+        precision=template.precision,
+        evaluated=evaluated,
+    )
+
+
+def _all_reduce(correct: np.ndarray, disagree: np.ndarray, device: torch.device, dist: DistContext):  # noqa: ANN202
+    where = device if dist.backend == "nccl" else torch.device("cpu")
+    tensor = torch.from_numpy(np.concatenate([correct.ravel(), disagree.ravel()])).to(where)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    flat = tensor.cpu().numpy()
+    return flat[: correct.size].reshape(correct.shape), flat[correct.size :].reshape(disagree.shape)
