@@ -38,6 +38,7 @@ from .analysis import (
     flag_samples,
     null_flag_mean,
 )
+from .device import configure_numerics
 from .errors import ConfigError, InputError
 from .io.models import AuditableModel, load_model, wrap_model
 from .io.samples import Samples, load_samples
@@ -413,6 +414,7 @@ class Audit:
 
         def counts_for(samples: Samples, role: str) -> tuple[Any, dict[str, ProbeCounts]]:
             engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            configure_numerics(engine.device, engine.precision)
             out = {}
             for probe in probes:
                 label = probe_label(probe)

@@ -32,3 +32,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                 f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
             )
     return resolved
+
+
+def configure_numerics(device: torch.device, precision: str) -> None:
+    """fp32 means fp32: switch TF32 off on CUDA (it would round matmul inputs to 10 mantissa bits)."""
+    if device.type == "cuda" and precision == "fp32":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
