@@ -73,8 +73,13 @@ class AuditConfig:
     ci_method: Literal["bca", "percentile"] = "bca"
     level: float = 0.95
     policy: Policy = field(default_factory=Policy)
+    panel: Literal["standard", "all", "none"] = "standard"
+    """The standard unlearning panel beside r_τ (docs/metrics.md): ``standard`` (accuracies, MIAs, Avg Gap,
+    re-learn time with an original), ``all`` (+ the Reminiscence probe) or ``none``."""
 
     def __post_init__(self) -> None:
+        if self.panel not in ("standard", "all", "none"):
+            raise ConfigError(f"--panel {self.panel!r}: use standard, all or none")
         names = [probe_label(p) for p in make_probes(list(self.probes))]  # validates names
         for name, n in self.probe_draws:
             if name not in names:
@@ -337,6 +342,9 @@ class Audit:
         command: str | None = None,
         work_dir: str | Path | None = None,
         shard_size: int = 256,
+        retain: SamplesLike | None = None,
+        test: SamplesLike | None = None,
+        original: ModelLike | None = None,
     ) -> None:
         self.config = config or AuditConfig()
         self.progress = progress
@@ -353,6 +361,10 @@ class Audit:
             raise ConfigError("an audit needs the forget set (--forget)")
         self.forget = self._samples(forget, "forget")
         self.holdout = self._samples(holdout, "holdout") if holdout is not None else None
+        # the standard unlearning panel's inputs (metrics/panel.py); None when not given
+        self.retain = self._samples(retain, "retain") if retain is not None else None
+        self.test = self._samples(test, "test") if test is not None else None
+        self.original = self._model(original, "original") if original is not None else None
         if not self.references and self.holdout is None:
             raise ConfigError(
                 "nothing to compare against: pass --reference (a model retrained without the forget set; the strong "
@@ -478,7 +490,37 @@ class Audit:
             results[subject.meta.name] = self._analyse(
                 index, subject, forget_counts, holdout_counts, provenance, precision
             )
+        if cfg.panel != "none" and (dist is None or dist.is_main):
+            self._attach_panels(subjects, results, engine_cfg.device, progress)
         return results
+
+    def _attach_panels(
+        self, subjects: list[AuditableModel], results: dict[str, AuditResult], device: str, progress: Progress
+    ) -> None:
+        """The standard unlearning panel (metrics/panel.py) on every subject, references computed once."""
+        from .metrics import PanelInputs, compute_panels
+
+        cfg = self.config
+        panels = compute_panels(
+            subjects,
+            PanelInputs(self.forget, self.references, self.retain, self.test, self.original),
+            panel=cfg.panel,
+            seed=cfg.seed,
+            fdr=cfg.policy.fdr,
+            level=cfg.level,
+            device=device,
+            progress=progress,
+            r_tau_flags={name: {f.id for f in r.flagged_samples} for name, r in results.items()},
+            batch_size=cfg.batch_size or 512,
+        )
+        inputs = {
+            "retain": DataRecord.of("retain", self.retain).to_dict() if self.retain is not None else None,
+            "test": DataRecord.of("test", self.test).to_dict() if self.test is not None else None,
+            "original": ModelRecord.of(self.original).to_dict() if self.original is not None else None,
+        }
+        for name, result in results.items():
+            if name in panels:
+                result.panel = panels[name] | {"inputs": inputs}
 
     def _analyse(
         self,

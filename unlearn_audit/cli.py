@@ -294,12 +294,67 @@ def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 
             ["id", "label", "probes", "u", "v̄", "adj. p"],
             [[f.id, f.label, ",".join(f.probes), f"{f.u:.1f}", f"{f.v_bar:.1f}", f"{f.p_adjusted:.2g}"] for f in shown],
         )
+    if result.panel:
+        render_panel(result.panel)
     style = VERDICT_STYLE.get(result.verdict.kind, "bold")
     console.say(f"[{style}]verdict: {result.verdict.kind}[/] (exit code {result.exit_code})")
     console.say(result.verdict.reason, markup=False)
     console.say(result.config.policy.describe(), style="dim", markup=False)
     for note in result.notes:
         console.say(f"note: {note}", style="dim", markup=False)
+
+
+def render_panel(panel: dict) -> None:
+    """The standard unlearning panel (metrics/panel.py): one row for the model, one per reference."""
+
+    def pct(e: dict | None, ci: bool = False) -> str:
+        if not e or e.get("value") is None:
+            return "—"
+        return f"{100 * e['value']:.1f}" + (f" [{100 * e['lo']:.1f}, {100 * e['hi']:.1f}]" if ci else "")
+
+    def auc(e: dict | None) -> str:
+        return "—" if not e or e.get("value") is None else f"{e['value']:.2f}"
+
+    entries = [panel["model"], *panel["references"]]
+    reminiscence = any(e.get("reminiscence") for e in entries)
+    rows = []
+    for entry in entries:
+        ref = entry.get("mia_reference")
+        relearn = entry.get("relearn_epochs")
+        row = [
+            entry["name"],
+            pct(entry.get("retain_acc")),
+            pct(entry.get("unlearn_acc"), ci=True),
+            pct(entry.get("test_acc")),
+            pct(entry.get("mia_svc_unseen"), ci=True),
+            f"{auc(entry.get('mia_svc_auc'))}/{auc(entry.get('mia_art_auc'))}",
+            f"{ref['flagged']} ({auc(ref.get('auc'))})" if ref else "—",
+            pct(entry.get("avg_gap"), ci=True),
+            relearn["display"] if relearn else "—",
+        ]
+        if reminiscence:
+            rea = (entry.get("reminiscence") or {}).get("samplewise") or {}
+            added = rea.get("mia_reference_auc_added")
+            row.append("—" if added is None else f"{added:+.3f}")
+        rows.append(row)
+    columns = ["model", "Retain", "Unlearn", "Test", "MIA unseen", "AUC SVC/ART", "ref-MIA (AUC)", "Avg Gap", "re-learn"]
+    console.table(
+        "standard unlearning panel (% ; [95% CI]; all intervals in the JSON; references scored against the others)",
+        columns + (["ReA ΔAUC"] if reminiscence else []),
+        rows,
+    )
+    agree = (panel["model"].get("mia_reference") or {}).get("agreement_with_r_tau")
+    if agree:
+        console.say(
+            f"reference-calibrated MIA vs r_τ flags: both {agree['both']}, only r_τ {agree['only_r_tau']}, "
+            f"only MIA {agree['only_reference_mia']} (κ {agree['cohen_kappa']})",
+            style="dim",
+            markup=False,
+        )
+    for key, reason in panel["model"].get("not_computed", {}).items():
+        console.say(f"panel: {key} not computed: {reason}", style="dim", markup=False)
+    for note in panel.get("notes", []):
+        console.say(f"panel: {note}", style="dim", markup=False)
 
 
 @app.command()
@@ -380,6 +435,22 @@ def check(
     shard_size: Annotated[
         int, typer.Option("--shard-size", help="Forget samples per checkpoint / distributed work unit.")
     ] = 256,
+    original: Annotated[
+        Path | None, typer.Option("--original", help="The model before unlearning: adds re-learn time to the panel.")
+    ] = None,
+    retain: Annotated[
+        Path | None, typer.Option("--retain", help="Retain samples (or a subset): Retain Acc and the MIAs' training.")
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option("--test", help="Held-out test samples: Test Acc, the MIAs' unseen side, ROC.")
+    ] = None,
+    panel: Annotated[
+        str,
+        typer.Option(
+            "--panel",
+            help="Standard unlearning panel beside r_τ: standard (accuracies, MIA, Avg Gap, re-learn time), all (+ Reminiscence probe), none.",
+        ),
+    ] = "standard",
     verbose: VerboseOpt = False,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
@@ -412,6 +483,7 @@ def check(
         ci_method=ci_method,
         policy=policy,
         probe_draws=probe_draws,
+        panel=panel,
     )
     parsed_taus = parse_taus(taus)
     if parsed_taus is not None:
@@ -442,6 +514,9 @@ def check(
             command="unlearn-audit check " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["check"] else None,
             work_dir=work_dir,
             shard_size=shard_size,
+            retain=retain,
+            test=test,
+            original=original,
         )
         for warning in list(audit.forget.warnings) + (list(audit.holdout.warnings) if audit.holdout else []):
             console.warn(warning)
