@@ -511,8 +511,7 @@ class Audit:
             device=device,
             progress=progress,
             r_tau_flags={name: {f.id for f in r.flagged_samples} for name, r in results.items()},
-            batch_size=cfg.batch_size or 512,
-        )
+        )  # fixed inference batch: float sums depend on the batch shape, and the JSON must not depend on --batch-size
         inputs = {
             "retain": DataRecord.of("retain", self.retain).to_dict() if self.retain is not None else None,
             "test": DataRecord.of("test", self.test).to_dict() if self.test is not None else None,
