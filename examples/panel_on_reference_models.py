@@ -62,7 +62,12 @@ def row(entry: dict[str, Any], panel: str) -> list[str]:
         rea = (entry.get("reminiscence") or {}).get("samplewise") or {}
         after = rea.get("mia_reference_after") or {}
         added = rea.get("mia_reference_auc_added")
-        cells += [num(after.get("auc")), "—" if added is None else f"{added:+.3f}"]
+        cells += [
+            pct(rea, "unlearn_acc_after"),
+            num(after.get("auc")),
+            "—" if added is None else f"{added:+.3f}",
+            str(after.get("flagged", "—")),
+        ]
     return cells
 
 
@@ -108,7 +113,7 @@ def main() -> int:
         "re-learn epochs",
     ]
     if args.panel == "all":
-        head += ["ReA ref-MIA AUC after", "ReA AUC added"]
+        head += ["ReA Unlearn Acc after %", "ReA ref-MIA AUC after", "ReA AUC added", "ReA flagged after"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     first = next(iter(results.values())).panel
     assert first is not None
@@ -117,16 +122,21 @@ def main() -> int:
         assert panel is not None
         lines.append("| " + " | ".join(row(panel["model"], args.panel)) + " |")
     for entry in first["references"]:
-        lines.append("| " + " | ".join(row(entry, args.panel)) + " | ")
+        lines.append("| " + " | ".join(row(entry, args.panel)) + " |")
     print("\n".join(lines))
     print()
     for name in SUBJECTS:
         panel = results[name].panel
         assert panel is not None
-        agree = (panel["model"].get("mia_reference") or {}).get("agreement_with_r_tau")
-        if agree:
-            summary = {k: agree[k] for k in ("both", "only_r_tau", "only_reference_mia", "neither", "cohen_kappa")}
-            print(f"{name}: r_τ flags {len(results[name].flagged_samples)}; agreement {json.dumps(summary)}")
+        ref = panel["model"].get("mia_reference") or {}
+        for key, label in (("agreement_with_r_tau", "exact"), ("agreement_with_r_tau_calibrated", "calibrated")):
+            agree = ref.get(key)
+            if agree:
+                keys = ("both", "only_r_tau", "only_reference_mia", "neither", "cohen_kappa")
+                summary = {k: agree[k] for k in keys}
+                print(
+                    f"{name}: r_τ {label} flags {agree['both'] + agree['only_r_tau']}; agreement {json.dumps(summary)}"
+                )
     for note in first["notes"]:
         print(f"note: {note}")
     print(f"\n({time.perf_counter() - started:.0f} s; JSON in {args.out}/)")

@@ -511,6 +511,10 @@ class Audit:
             device=device,
             progress=progress,
             r_tau_flags={name: {f.id for f in r.flagged_samples} for name, r in results.items()},
+            r_tau_calibrated_flags={
+                name: {f.id for f in r.flagged_samples if f.p_calibrated_adjusted <= cfg.policy.fdr}
+                for name, r in results.items()
+            },
         )  # fixed inference batch: float sums depend on the batch shape, and the JSON must not depend on --batch-size
         inputs = {
             "retain": DataRecord.of("retain", self.retain).to_dict() if self.retain is not None else None,

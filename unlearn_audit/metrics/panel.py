@@ -101,7 +101,14 @@ class _Panel:
         )
 
     # ------------------------------------------------------------------------------------------ one entry
-    def basic(self, name: str, out: _Outputs, others: list[_Outputs], r_tau: set[str] | None) -> dict[str, Any]:
+    def basic(
+        self,
+        name: str,
+        out: _Outputs,
+        others: list[_Outputs],
+        r_tau: set[str] | None,
+        r_tau_calibrated: set[str] | None = None,
+    ) -> dict[str, Any]:
         """Accuracies, the three MIAs; ``others`` are the references this entry is measured against."""
         entry: dict[str, Any] = {"name": name}
         missing: dict[str, str] = {}
@@ -155,6 +162,10 @@ class _Panel:
                 entry["mia_reference"]["agreement_with_r_tau"] = mia.agreement(
                     self.inputs.forget.ids, ref.flagged, r_tau
                 )
+            if r_tau_calibrated is not None:
+                entry["mia_reference"]["agreement_with_r_tau_calibrated"] = mia.agreement(
+                    self.inputs.forget.ids, ref.flagged, r_tau_calibrated
+                )
         else:
             entry["mia_reference"] = None
             missing["mia_reference"] = f"needs at least two references to compare with (have {len(others)})"
@@ -196,9 +207,13 @@ def compute_panels(
     device: str | torch.device = "auto",
     progress: Progress = NULL_PROGRESS,
     r_tau_flags: Mapping[str, set[str]] | None = None,
+    r_tau_calibrated_flags: Mapping[str, set[str]] | None = None,
     batch_size: int = 512,
 ) -> dict[str, dict[str, Any]]:
-    """``{subject name: {"model": entry, "references": [entries], "forget_ids": [...], "settings": ..., ...}}``."""
+    """``{subject name: {"model": entry, "references": [entries], "forget_ids": [...], "settings": ..., ...}}``.
+
+    ``r_tau_flags`` / ``r_tau_calibrated_flags``: per subject, the forget ids the r_τ per-sample tests flagged
+    (exact test / retraining-calibrated test); the reference-calibrated MIA is cross-tabulated against them."""
     if panel == "none":
         return {}
     p = _Panel(
@@ -228,8 +243,9 @@ def compute_panels(
         task.advance(1)
     sub_entries = []
     flags = r_tau_flags or {}
+    calibrated = r_tau_calibrated_flags or {}
     for name, out in zip(names, outs_s, strict=True):
-        sub_entries.append(p.basic(name, out, outs_r, flags.get(name)))
+        sub_entries.append(p.basic(name, out, outs_r, flags.get(name), calibrated.get(name)))
         task.advance(1)
     task.close()
     for j, entry in enumerate(ref_entries):
