@@ -243,6 +243,10 @@ class AuditResult:
                 f"  {name:<16} R_proxy={s.pooled.value:.3f} [{s.pooled.lo:.3f}, {s.pooled.hi:.3f}] -> {s.verdict.kind}"
             )
         lines.append(f"flagged samples: {len(self.flagged_samples)} {self.sample_evidence}")
+        if self.panel:
+            from .metrics.panel import summary_line
+
+            lines.append(summary_line(self.panel))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -188,6 +188,21 @@ class _Panel:
             entry["not_computed"]["avg_gap"] = reason
 
 
+def summary_line(panel: Mapping[str, Any]) -> str:
+    """One line for ``AuditResult.summary()``: the model's headline panel numbers."""
+    entry = panel["model"]
+    parts = []
+    for key in ("retain_acc", "unlearn_acc", "test_acc", "mia_svc_unseen", "avg_gap"):
+        e = entry.get(key)
+        if e and e.get("value") is not None:
+            parts.append(f"{key}={e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]")
+    if entry.get("relearn_epochs"):
+        parts.append(f"relearn_epochs={entry['relearn_epochs']['display']}")
+    if entry.get("mia_reference"):
+        parts.append(f"mia_reference_flagged={entry['mia_reference']['flagged']}")
+    return "panel: " + (", ".join(parts) if parts else "nothing computed (see not_computed)")
+
+
 def _num_classes(inputs: PanelInputs) -> int:
     for model in [*inputs.references, inputs.original]:
         if model is not None and model.meta.num_classes:
