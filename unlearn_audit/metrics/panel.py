@@ -224,11 +224,13 @@ def compute_panels(
     r_tau_flags: Mapping[str, set[str]] | None = None,
     r_tau_calibrated_flags: Mapping[str, set[str]] | None = None,
     batch_size: int = 512,
+    relearn: RelearnSettings | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{subject name: {"model": entry, "references": [entries], "forget_ids": [...], "settings": ..., ...}}``.
 
     ``r_tau_flags`` / ``r_tau_calibrated_flags``: per subject, the forget ids the r_τ per-sample tests flagged
-    (exact test / retraining-calibrated test); the reference-calibrated MIA is cross-tabulated against them."""
+    (exact test / retraining-calibrated test); the reference-calibrated MIA is cross-tabulated against them.
+    ``relearn``: re-learn time settings (default :class:`RelearnSettings`, tuned on the bundled Fashion-MNIST set)."""
     if panel == "none":
         return {}
     p = _Panel(
@@ -241,6 +243,8 @@ def compute_panels(
         progress=progress,
         batch_size=batch_size,
     )
+    if relearn is not None:
+        p.relearn_settings = relearn
     refs = list(inputs.references)
     names = [s.meta.name for s in subjects]
     task = progress.start("panel: predictions", len(subjects) + len(refs) + (inputs.original is not None))
