@@ -32,6 +32,8 @@ FPR = 0.01
 SVC_C = 3.0
 SVC_GAMMA = "auto"
 ROC_RESAMPLES = 1000
+#: At most this many rows per side train the attacks (an RBF SVC costs O(n²) memory and time).
+MAX_TRAIN_PER_SIDE = 5000
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class MiaSplit:
     The test set is split in two halves, stratified by class (seeded): the first half trains the attack
     (as *unseen*), the second half, restricted to the forget set's classes, serves as the negatives of the
     ROC curve, so that no attack is evaluated on the rows it was trained on. The retain rows are subsampled to
-    the size of the first half (balanced training, as the paper)."""
+    the size of the first half (balanced training, as the paper), and both sides to at most
+    ``MAX_TRAIN_PER_SIDE`` rows."""
 
     seen: np.ndarray
     unseen: np.ndarray
@@ -66,7 +69,7 @@ def make_split(retain_y: np.ndarray, test_y: np.ndarray, forget_y: np.ndarray, s
     unseen = np.sort(np.concatenate(train_unseen)) if train_unseen else np.empty(0, np.int64)
     held_rows = np.sort(np.concatenate(held)) if held else np.empty(0, np.int64)
     negatives = held_rows[np.isin(test_y[held_rows], np.unique(forget_y))]
-    n = min(unseen.size, retain_y.size)
+    n = min(unseen.size, retain_y.size, MAX_TRAIN_PER_SIDE)
     seen = np.sort(rng.choice(retain_y.size, size=n, replace=False))
     unseen = np.sort(rng.choice(unseen, size=n, replace=False)) if n < unseen.size else unseen
     return MiaSplit(seen.astype(np.int64), unseen.astype(np.int64), negatives.astype(np.int64))
