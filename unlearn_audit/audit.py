@@ -229,8 +229,9 @@ class AuditResult:
     def summary(self) -> str:
         lines = [f"verdict: {self.verdict.kind}", f"reason: {self.verdict.reason}", self.config.policy.describe()]
         for name, p in self.probes.items():
+            label, est = p.decisive
             lines.append(
-                f"  {name:<16} R={p.pooled.value:.3f} [{p.pooled.lo:.3f}, {p.pooled.hi:.3f}] "
+                f"  {name:<16} {label}={est.value:.3f} [{est.lo:.3f}, {est.hi:.3f}] "
                 f"band [{p.band.lo:.3f}, {p.band.hi:.3f}] -> {p.verdict.kind}"
             )
         for name, s in self.screening.items():

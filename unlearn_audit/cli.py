@@ -261,7 +261,7 @@ def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 
         verdict_rows = [
             [
                 name,
-                f"{_fmt(p.pooled.value)} [{_fmt(p.pooled.lo)}, {_fmt(p.pooled.hi)}]",
+                f"{p.decisive[0]} = {_fmt(p.decisive[1].value)} [{_fmt(p.decisive[1].lo)}, {_fmt(p.decisive[1].hi)}]",
                 f"[{_fmt(p.band.lo)}, {_fmt(p.band.hi)}]",
                 p.verdict.kind + ("" if p.counts_toward_verdict else " (not counted)"),
             ]
@@ -269,8 +269,9 @@ def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 
         ]
         level = next(iter(result.probes.values())).pooled.level
         console.table(
-            f"per-probe verdicts (R pooled over the policy's τ range, {level:.1%} CI)",
-            ["probe", "R pooled", "null band", "verdict"],
+            f"per-probe verdicts (R pooled over the policy's τ range, {level:.1%} CI; D = p_m − p_ā where a whole "
+            "class was forgotten)",
+            ["probe", "statistic", "null band", "verdict"],
             verdict_rows,
         )
     for name, sc in result.screening.items():
