@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any
 
 _COLOURS = {"R": "#1f5fa8", "band": "#9a9a9a", "p_m": "#1f5fa8", "p_a": "#c2571a", "dis": "#6b3fa0", "hist": "#1f5fa8"}
@@ -37,6 +38,13 @@ def _svg(fig: Any, salt: str, label: str) -> str:
     text = buffer.getvalue()
     start = text.index("<svg")
     svg = text[start:]
+    # Several SVGs share one HTML document: make every id (glyphs, clip paths, markers) unique to this figure.
+    ids = set(re.findall(r'id="([^"]+)"', svg))
+    svg = re.sub(
+        r'(id="|#)([A-Za-z_][\w.:-]*)(?=["\)])',
+        lambda m: f"{m.group(1)}{salt}-{m.group(2)}" if m.group(2) in ids else m.group(0),
+        svg,
+    )
     # Scale with the page: keep the viewBox, let CSS size the element; name it for screen readers.
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(label)}" class="plot-svg" ', 1)
     return svg
