@@ -301,3 +301,22 @@ def test_rendering_is_deterministic(tiny):
     html = render(tiny["gd"], "html", thumbnails=False)
     ids = re.findall(r'id="([^"]+)"', html)
     assert len(ids) == len(set(ids)), "duplicate element ids across the inline SVGs"
+
+
+def test_screening_report(tmp_path):
+    """Reference-free screening (holdout only) renders its own plot and validates."""
+    forget = load_samples(FMNIST / "forget.npz")
+    audit = Audit(
+        forget=forget.subset(range(60), source=forget.source),
+        holdout=FMNIST / "test.npz",
+        config=TINY,
+        command="test",
+    )
+    doc = audit.run(FMNIST / "original.safetensors").to_dict()
+    assert doc["mode"] == "screening" and doc["probes"] == {}
+    paths = write_report(doc, tmp_path, thumbnails=False)
+    jsonschema.validate(json.loads(paths["json"].read_text()), schema())
+    html = paths["html"].read_text()
+    assert 'data-plot="screening-gaussian"' in html and html.count("<svg") == 1
+    assert "no retrained reference" in html and doc["holdout"]["sha256"] in html
+    assert "screening gaussian: R_proxy" in paths["md"].read_text()
