@@ -45,11 +45,11 @@ from .io.samples import Samples, load_samples
 from .policy import Policy, Verdict, combine
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
 from .progress import NULL_PROGRESS, Progress
+from .report.json import SCHEMA_VERSION, provenance_files
 from .stats.ratio import class_matching_weights
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
 ModelLike = AuditableModel | torch.nn.Module | str | Path
 SamplesLike = Samples | str | Path | tuple[Any, ...]
 
@@ -250,8 +250,9 @@ class AuditResult:
             hashes[f"reference_{i}"] = ref.sha256
         if self.holdout is not None:
             hashes["holdout"] = self.holdout.sha256 or self.holdout.content_sha256
-        return {
+        out = {
             "schema_version": SCHEMA_VERSION,
+            "kind": "audit",
             "tool": "unlearn-audit",
             "mode": self.mode,
             "verdict": self.verdict.kind,
@@ -277,6 +278,13 @@ class AuditResult:
             "hashes": hashes,
             "provenance": self.provenance,
         }
+        out["provenance"] = {
+            **self.provenance,
+            "tool": {"name": "unlearn-audit", "version": __version__},
+            "seed": self.config.seed,
+            "files": provenance_files(out),
+        }
+        return out
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
         text = json.dumps(_jsonable(self.to_dict()), indent=indent, sort_keys=False, allow_nan=False) + "\n"
@@ -312,6 +320,13 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
     }
+    from importlib import metadata
+
+    for dist in ("scikit-learn", "safetensors", "adversarial-robustness-toolbox"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # pragma: no cover
+            pass
     try:
         import torchvision
 
@@ -464,6 +479,7 @@ class Audit:
         }
         provenance = {
             "command": self.command,
+            "api_call": f"unlearn_audit.Audit(...).run_many([{', '.join(repr(s.meta.name) for s in subjects)}])",
             "versions": library_versions(),
             "device": str(engine.device),
             "platform": platform.platform(),
