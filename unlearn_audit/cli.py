@@ -269,8 +269,7 @@ def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 
         ]
         level = next(iter(result.probes.values())).pooled.level
         console.table(
-            f"per-probe verdicts (R pooled over the policy's τ range, {level:.1%} CI; D = p_m − p_ā where a whole "
-            "class was forgotten)",
+            f"per-probe verdicts (pooled over the policy's τ range, {level:.1%} CI)",
             ["probe", "statistic", "null band", "verdict"],
             verdict_rows,
         )

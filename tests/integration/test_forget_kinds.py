@@ -86,9 +86,21 @@ def test_whole_class_through_the_cli(whole_class, cli, tmp_path):
     np.savez(tmp_path / "forget.npz", x=forget.x.numpy(), y=forget.y.numpy())
     common = ["--forget", tmp_path / "forget.npz", "--probes", "gaussian", "--taus", "0,0.02", "--draws", "8"]
     refs = [a for i in (2, 3, 4) for a in ("--reference", tmp_path / f"retrain-{i}.safetensors")]
-    kept = cli("check", tmp_path / "original.safetensors", *common, *refs, "--json", tmp_path / "o.json")
+    kept = cli(
+        "check",
+        tmp_path / "original.safetensors",
+        *common,
+        *refs,
+        "--json",
+        tmp_path / "o.json",
+        "--report",
+        tmp_path / "report",
+        "--no-thumbnails",
+    )
     assert kept.code == 1, kept.out + kept.err
     assert "D = " in kept.out
+    assert "D = " in (tmp_path / "report" / "report.md").read_text()  # the report validated against the schema
+    assert "D = " in (tmp_path / "report" / "report.html").read_text()
     honest = cli("check", tmp_path / "retrain-1.safetensors", *common, *refs)
     assert honest.code == 0, honest.out + honest.err
     assert json.loads((tmp_path / "o.json").read_text())["verdict"] == "residual_knowledge"

@@ -26,14 +26,14 @@ def _audit(doc: dict[str, Any], level: str = "##") -> list[str]:
         lines += [
             f"{level} Per-probe verdicts",
             "",
-            "| probe | R pooled [CI] | null band | verdict |",
+            "| probe | R pooled [CI] (D where a whole class was forgotten) | null band | verdict |",
             "|---|---|---|---|",
         ]
         for name, p in doc["probes"].items():
             band = p["null_band"]
             counted = "" if p["counts_toward_verdict"] else " (not counted)"
             lines.append(
-                f"| {name} | {fmt_interval(p['pooled'])} | [{fmt(band['lo'])}, {fmt(band['hi'])}] | "
+                f"| {name} | {_decisive(p)} | [{fmt(band['lo'])}, {fmt(band['hi'])}] | "
                 f"{p['verdict']['kind']}{counted} |"
             )
         lines.append("")
@@ -121,3 +121,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         return "\n".join(lines).rstrip() + "\n"
     lines = [f"# Unlearning audit: `{doc['model']['name']}`", "", *_audit(doc)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _decisive(probe: dict[str, Any]) -> str:
+    """The statistic that decided the probe's verdict: R, or D = p_m − p_ā for a whole forgotten class."""
+    if probe.get("statistic") == "excess" and probe.get("excess_pooled"):
+        return f"D = {fmt_interval(probe['excess_pooled'])}"
+    return fmt_interval(probe["pooled"])
