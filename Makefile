@@ -20,10 +20,13 @@ $(STAMP):
 
 venv: $(STAMP)
 
-# Debian's Fashion-MNIST IDX files (the tests use the full dataset; the demo uses the bundled subset).
+# Debian's Fashion-MNIST IDX files (the tests use the full dataset; the demo uses the bundled subset), and
+# Debian's headless-capable chromium for the report's browser test (tests/browser/).
 data:
 	@test -d $(FMNIST_DIR) || $(SUDO) apt-get install -y -qq dataset-fashion-mnist \
 		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
+	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -qq chromium \
+		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
 demo: venv
 	$(BIN)/unlearn-audit demo

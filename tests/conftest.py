@@ -59,3 +59,36 @@ def fmnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def digits_dir() -> Path:
     return DIGITS
+
+
+# --------------------------------------------------------------------------------- reports (issue 7)
+REPORT_CHECK_ARGS = (
+    "--probes", "gaussian,fgsm", "--taus", "0,4/255,8/255", "--draws", "10", "--bootstrap", "300", "--device", "cpu",
+)  # fmt: skip
+
+
+@dataclass
+class ReportRun:
+    code: int
+    json_path: Path
+    report_dir: Path
+    model: Path
+    references: list[Path]
+    forget: Path
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory) -> ReportRun:
+    """One small real audit on the reference models (``check --json --report``), shared by the report tests."""
+    from unlearn_audit.cli import main
+
+    out = tmp_path_factory.mktemp("report-run")
+    refs = [FMNIST / "retrain-2.safetensors", FMNIST / "retrain-3.safetensors"]
+    args = [str(FMNIST / "original.safetensors"), "--forget", str(FMNIST / "forget.npz")]
+    for ref in refs:
+        args += ["--reference", str(ref)]
+    args += [*REPORT_CHECK_ARGS, "--json", str(out / "result.json"), "--report", str(out / "report")]
+    code = main(["check", *args])
+    return ReportRun(
+        code, out / "result.json", out / "report", FMNIST / "original.safetensors", refs, FMNIST / "forget.npz"
+    )

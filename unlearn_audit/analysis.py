@@ -17,7 +17,7 @@ from .policy import Band, Policy, Verdict, VerdictKind, classify
 from .stats.bootstrap import bootstrap_weights, interval
 from .stats.intervals import Estimate
 from .stats.pertest import benjamini_hochberg, calibrated_test, one_sided_exact
-from .stats.ratio import TauStatistics, class_matching_weights, ratio_of_means, tau_statistics
+from .stats.ratio import TauStatistics, class_matching_weights, excess_rate, ratio_of_means, tau_statistics
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,22 @@ class ProbeAnalysis:
     histogram: dict[str, list[float]] = field(default_factory=dict)
     null_p_exact: list[np.ndarray] = field(default_factory=list, repr=False)
     retraining_dispersion: float | None = None
+    excess: Estimate | None = None
+    """Set when the verdict statistic is the excess rate D = p_m − p_ā (whole class forgotten; R undefined)."""
+
+    @property
+    def statistic(self) -> str:
+        return "R" if self.excess is None else "excess"
+
+    @property
+    def decisive(self) -> tuple[str, Estimate]:
+        """The statistic the verdict tested, with its short label: ``("R", pooled)`` or ``("D", excess)``."""
+        return ("R", self.pooled) if self.excess is None else ("D", self.excess)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "statistic": self.statistic,
+            "excess_pooled": self.excess.to_dict() if self.excess else None,
             "name": self.name,
             "config": self.config,
             "description": self.description,
@@ -248,10 +261,25 @@ def analyse_probe(
     else:
         band = _margin_band(floor, null_method)
 
+    t_count = int(mask.sum())
+    trials = counts.draws * t_count
     kind = classify(pooled.lo, pooled.hi, band)
+    reason = _probe_reason(counts.probe, kind, pooled, band, n, policy, taus[mask])
+    evidence: dict[str, Any] = {"statistic": "R", "R": pooled.to_dict(), "band": band.to_dict()}
+    excess = None
+    p_a_pool = float(v_pool.sum() / (n * trials)) if n and trials else math.nan
+    if n_refs >= 1 and p_a_pool < policy.whole_class_threshold:
+        # The references (almost) never recognise these samples: a whole class they never learned. R = Σu/Σv̄ is
+        # undefined, so the verdict tests the excess recognition rate D = p_m − p_ā against its own null band.
+        excess, band = _excess_and_band(
+            u_pool, v_pool, nulls, null_method, mask, trials, weights, policy, settings, verdict_level
+        )
+        kind = classify(excess.lo, excess.hi, band)
+        reason = _excess_reason(counts.probe, kind, excess, band, p_a_pool, taus[mask])
+        evidence = {"statistic": "excess", "D": excess.to_dict(), "p_a": p_a_pool, "band": band.to_dict()}
     if n < policy.min_samples:
         kind = "inconclusive"
-    reason = _probe_reason(counts.probe, kind, pooled, band, n, policy, taus[mask])
+        reason = _probe_reason(counts.probe, kind, pooled, band, n, policy, taus[mask])
     if (
         verdict_norm is not None
         and pooled_norm is not None
@@ -267,8 +295,6 @@ def analyse_probe(
         )
 
     # per-sample tests, pooled over the τ range: exact (vs these references) and calibrated (vs retraining)
-    t_count = int(mask.sum())
-    trials = counts.draws * t_count
     v_each = main.v[:, :, mask].sum(axis=2)  # [K, N]
     k = v_each.shape[0]
     p_exact = one_sided_exact(u_pool, v_each.sum(axis=0), trials, k * trials)
@@ -301,7 +327,8 @@ def analyse_probe(
         ],
         pooled=pooled,
         band=band,
-        verdict=Verdict(kind, reason, {"R": pooled.to_dict(), "band": band.to_dict()}),
+        verdict=Verdict(kind, reason, evidence),
+        excess=excess,
         pooled_norm=pooled_norm,
         band_norm=band_norm,
         verdict_norm=verdict_norm,
@@ -310,6 +337,49 @@ def analyse_probe(
         retraining_dispersion=rho_used,
     )
     return analysis, np.stack([p_exact, p_calibrated]), np.stack([u_pool, v_pool]) / max(1, t_count)
+
+
+def _excess_and_band(
+    u_pool: np.ndarray,
+    v_pool: np.ndarray,
+    nulls: list[Series],
+    null_method: str,
+    mask: np.ndarray,
+    trials: int,
+    weights: np.ndarray,
+    policy: Policy,
+    settings: StatsSettings,
+    level: float,
+) -> tuple[Estimate, Band]:
+    excess = excess_rate(u_pool, v_pool, trials, weights, level, settings.method)
+    margin = policy.whole_class_margin
+    method = f"{null_method}; excess rate D = p_m − p_ā, floor ±{margin:.0%}"
+    ests = [excess_rate(*_pooled(s, mask), trials, weights, level, settings.method) for s in nulls]
+    finite = [e for e in ests if math.isfinite(e.lo) and math.isfinite(e.hi)]
+    if not finite:
+        return excess, Band(-margin, margin, method)
+    lo = min(e.lo for e in finite)
+    hi = max(e.hi for e in finite)
+    if null_method.startswith("swap"):  # one reference: the seed spread is unmeasured, so widen by the margin
+        lo, hi = lo - margin, hi + margin
+    return excess, Band(min(lo, -margin), max(hi, margin), method, tuple(e.value for e in ests))
+
+
+def _excess_reason(probe: str, kind: VerdictKind, excess: Estimate, band: Band, p_a: float, taus: np.ndarray) -> str:
+    tau_text = f"τ in [{taus.min():.4g}, {taus.max():.4g}]" if taus.size else "no τ"
+    lead = (
+        f"{probe}: the retrained references recognise only {p_a:.1%} of the perturbed forget draws, so the forget "
+        "set is a class they never learned and R is undefined; the test is on the excess recognition rate "
+        f"D = p_m − p_ā = {_fmt(excess.value)} [{_fmt(excess.lo)}, {_fmt(excess.hi)}] ({excess.level:.1%} CI, "
+        f"{tau_text}) against the range honest retrains show, [{_fmt(band.lo)}, {_fmt(band.hi)}]"
+    )
+    if kind == "residual_knowledge":
+        return lead + ": the model still recognises the forgotten class."
+    if kind == "pass":
+        return lead + ": consistent with retraining."
+    if kind == "over_unlearning":
+        return lead + ": below what retrains show."
+    return lead + "; the interval straddles an edge of the range, more samples or references would decide."
 
 
 def _ratio_norm(

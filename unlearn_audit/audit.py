@@ -45,11 +45,11 @@ from .io.samples import Samples, load_samples
 from .policy import Policy, Verdict, combine
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
 from .progress import NULL_PROGRESS, Progress
+from .report.json import SCHEMA_VERSION, provenance_files
 from .stats.ratio import class_matching_weights
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
 ModelLike = AuditableModel | torch.nn.Module | str | Path
 SamplesLike = Samples | str | Path | tuple[Any, ...]
 
@@ -234,8 +234,9 @@ class AuditResult:
     def summary(self) -> str:
         lines = [f"verdict: {self.verdict.kind}", f"reason: {self.verdict.reason}", self.config.policy.describe()]
         for name, p in self.probes.items():
+            label, est = p.decisive
             lines.append(
-                f"  {name:<16} R={p.pooled.value:.3f} [{p.pooled.lo:.3f}, {p.pooled.hi:.3f}] "
+                f"  {name:<16} {label}={est.value:.3f} [{est.lo:.3f}, {est.hi:.3f}] "
                 f"band [{p.band.lo:.3f}, {p.band.hi:.3f}] -> {p.verdict.kind}"
             )
         for name, s in self.screening.items():
@@ -258,8 +259,9 @@ class AuditResult:
             hashes[f"reference_{i}"] = ref.sha256
         if self.holdout is not None:
             hashes["holdout"] = self.holdout.sha256 or self.holdout.content_sha256
-        return {
+        out = {
             "schema_version": SCHEMA_VERSION,
+            "kind": "audit",
             "tool": "unlearn-audit",
             "mode": self.mode,
             "verdict": self.verdict.kind,
@@ -285,6 +287,13 @@ class AuditResult:
             "hashes": hashes,
             "provenance": self.provenance,
         }
+        out["provenance"] = {
+            **self.provenance,
+            "tool": {"name": "unlearn-audit", "version": __version__},
+            "seed": self.config.seed,
+            "files": provenance_files(out),
+        }
+        return out
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
         text = json.dumps(_jsonable(self.to_dict()), indent=indent, sort_keys=False, allow_nan=False) + "\n"
@@ -320,6 +329,13 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
     }
+    from importlib import metadata
+
+    for dist in ("scikit-learn", "safetensors", "adversarial-robustness-toolbox"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # pragma: no cover
+            pass
     try:
         import torchvision
 
@@ -479,6 +495,7 @@ class Audit:
         }
         provenance = {
             "command": self.command,
+            "api_call": f"unlearn_audit.Audit(...).run_many([{', '.join(repr(s.meta.name) for s in subjects)}])",
             "versions": library_versions(),
             "device": str(engine.device),
             "platform": platform.platform(),

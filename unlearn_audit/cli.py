@@ -261,7 +261,7 @@ def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 
         verdict_rows = [
             [
                 name,
-                f"{_fmt(p.pooled.value)} [{_fmt(p.pooled.lo)}, {_fmt(p.pooled.hi)}]",
+                f"{p.decisive[0]} = {_fmt(p.decisive[1].value)} [{_fmt(p.decisive[1].lo)}, {_fmt(p.decisive[1].hi)}]",
                 f"[{_fmt(p.band.lo)}, {_fmt(p.band.hi)}]",
                 p.verdict.kind + ("" if p.counts_toward_verdict else " (not counted)"),
             ]
@@ -269,8 +269,8 @@ def render_result(result, *, title: str | None = None) -> None:  # noqa: ANN001 
         ]
         level = next(iter(result.probes.values())).pooled.level
         console.table(
-            f"per-probe verdicts (R pooled over the policy's τ range, {level:.1%} CI)",
-            ["probe", "R pooled", "null band", "verdict"],
+            f"per-probe verdicts (pooled over the policy's τ range, {level:.1%} CI)",
+            ["probe", "statistic", "null band", "verdict"],
             verdict_rows,
         )
     for name, sc in result.screening.items():
@@ -428,6 +428,15 @@ def check(
         float, typer.Option("--margin", help="Null-band margin with a single reference (seed spread unmeasured).")
     ] = 0.15,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report", help="Write report.json/.html/.md (see --format) into this folder.")
+    ] = None,
+    report_format: Annotated[
+        str, typer.Option("--format", help="Report formats for --report, comma-separated: json, html, md.")
+    ] = "json,html,md",
+    thumbnails: Annotated[
+        bool, typer.Option("--thumbnails/--no-thumbnails", help="Thumbnails of flagged image samples in the HTML.")
+    ] = True,
     work_dir: Annotated[
         Path | None,
         typer.Option("--work-dir", help="Checkpoint partial counts here; rerunning the same command resumes."),
@@ -463,6 +472,10 @@ def check(
     from .policy import Policy
 
     console.configure_logging(verbose)
+    if report_dir is not None:
+        from .report import parse_formats
+
+        parse_formats(report_format)  # fail before the audit runs, not after
     default_draws, probe_draws = parse_draws(draws)
     policy = Policy(
         alpha=alpha,
@@ -530,7 +543,54 @@ def check(
     if json_out is not None:
         result.to_json(json_out)
         console.say(f"JSON written to {json_out}", style="dim", markup=False)
+    if report_dir is not None:
+        from .report import write_report
+
+        written = write_report(
+            result.to_dict(), report_dir, parse_formats(report_format), thumbnails=audit.forget if thumbnails else False
+        )
+        console.say("report written: " + ", ".join(str(p) for p in written.values()), style="dim", markup=False)
     return result.exit_code
+
+
+# --------------------------------------------------------------------------------------------------- report
+@app.command()
+def report(
+    result: Annotated[Path, typer.Argument(help="A saved result: the JSON of check --json/--report or remediate.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output file: report.html, report.md or report.json.")
+    ] = None,
+    report_format: Annotated[
+        str | None, typer.Option("--format", help="html, md or json (default: from the suffix of -o).")
+    ] = None,
+    thumbnails: Annotated[
+        bool,
+        typer.Option(
+            "--thumbnails/--no-thumbnails", help="Thumbnails of flagged image samples (needs the forget set on disk)."
+        ),
+    ] = True,
+) -> int:
+    """Re-render a saved result (any readable schema version) as HTML, Markdown or current-schema JSON."""
+    from .errors import ConfigError
+    from .report import SUFFIXES, load_report, parse_formats, render
+
+    if out is None:
+        raise ConfigError(f"report {result}: give the output file with -o, e.g. -o report.html (or .md, .json)")
+    if report_format is not None:
+        fmt = parse_formats(report_format)
+        if len(fmt) != 1:
+            raise ConfigError(f"--format {report_format!r}: give exactly one format for -o {out}")
+        chosen = fmt[0]
+    elif out.suffix.lower() in SUFFIXES:
+        chosen = SUFFIXES[out.suffix.lower()]
+    else:
+        raise ConfigError(f"-o {out}: cannot tell the format from {out.suffix or 'no suffix'!r}; use .html, .md, .json or --format")
+    doc = load_report(result)
+    text = render(doc, chosen, thumbnails=thumbnails, search_dirs=[result.resolve().parent, Path.cwd()])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.say(f"{chosen} report written to {out} (verdict: {doc.get('verdict', doc.get('kind'))})", markup=False)
+    return EXIT_OK
 
 
 # -------------------------------------------------------------------------------------------------- unlearn

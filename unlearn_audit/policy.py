@@ -55,6 +55,14 @@ class Policy:
     """Reference-free screening flags residual knowledge only when R_proxy's lower bound exceeds 1 + margin
     (and the holdout's own split-half band)."""
 
+    whole_class_threshold: float = 0.01
+    """When the references recognise fewer than this share of the perturbed forget draws (pooled over the τ
+    range), the forget set is a class they never learned: R = Σu/Σv̄ is undefined, and the verdict uses the
+    excess recognition rate D = p_m − p_ā instead (ours)."""
+    whole_class_margin: float = 0.02
+    """Absolute half-width floor of the null band for D: an honest retrain of a removed class may still call a
+    few perturbed draws by that class (2 percentage points)."""
+
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1 or not 0 < self.fdr < 1:
             raise ConfigError(f"policy: alpha and fdr must be in (0, 1), got {self.alpha}, {self.fdr}")
@@ -62,7 +70,9 @@ class Policy:
             raise ConfigError(f"policy: tau_min {self.tau_min} > tau_max {self.tau_max}")
         if not 0 < self.single_reference_dispersion < 1:
             raise ConfigError("policy: single_reference_dispersion must be in (0, 1)")
-        if self.single_reference_margin < 0 or self.band_floor < 0 or self.screening_margin < 0:
+        if not 0 <= self.whole_class_threshold < 1:
+            raise ConfigError("policy: whole_class_threshold must be in [0, 1)")
+        if min(self.single_reference_margin, self.band_floor, self.screening_margin, self.whole_class_margin) < 0:
             raise ConfigError("policy: margins must be >= 0")
 
     def counts_probe(self, name: str) -> bool:

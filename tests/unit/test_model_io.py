@@ -254,3 +254,19 @@ def test_wrap_model_passes_through_and_hashes():
     assert len(wrapped.meta.sha256 or "") == 64
     with pytest.raises(ConfigError):
         wrap_model("not a model")  # type: ignore[arg-type]
+
+
+def test_a_model_built_in_memory_saves_and_reloads_without_arch(tmp_path):
+    """wrap_model records the registry name (not the class name), so the saved file reloads on its own."""
+    import torch
+
+    from unlearn_audit.io.architectures import build_architecture
+    from unlearn_audit.io.models import load_model, save_model, wrap_model
+
+    net = build_architecture("small-cnn", 10, (1, 8, 8))
+    wrapped = wrap_model(net, name="m", num_classes=10, input_shape=(1, 8, 8))
+    assert wrapped.meta.arch == "small-cnn"
+    save_model(wrapped, tmp_path / "m.safetensors")
+    again = load_model(tmp_path / "m.safetensors", device="cpu")
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(again.eval()(x), wrapped.eval()(x))

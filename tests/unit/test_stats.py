@@ -14,7 +14,13 @@ from scipy import stats as sps
 from unlearn_audit.stats import clopper_pearson, wilson
 from unlearn_audit.stats.bootstrap import bootstrap_weights
 from unlearn_audit.stats.pertest import benjamini_hochberg, calibrated_test, one_sided_exact, retraining_dispersion
-from unlearn_audit.stats.ratio import class_matching_weights, mean_of_ratios, ratio_of_means, tau_statistics
+from unlearn_audit.stats.ratio import (
+    class_matching_weights,
+    excess_rate,
+    mean_of_ratios,
+    ratio_of_means,
+    tau_statistics,
+)
 
 STATS_DIR = Path(__file__).resolve().parents[2] / "unlearn_audit" / "stats"
 
@@ -74,6 +80,26 @@ def test_ratio_interval_coverage(method):
         est = ratio_of_means(u, v[0], w, 0.95, method)
         hits += est.lo <= truth <= est.hi
     assert 0.93 <= hits / reps <= 0.97, hits / reps
+
+
+@pytest.mark.parametrize("method", ["bca", "percentile"])
+def test_excess_rate_interval_coverage(method):
+    """The whole-class statistic D = p_m − p_ā: nominal 95 % intervals cover 93–97 % (references near zero)."""
+    rng = np.random.default_rng(4321)
+    hits, reps = 0, 1000
+    for _ in range(reps):
+        u, v = _simulate(rng, 150, 20, 0.3, 0.005)
+        w = bootstrap_weights(rng, 150, 1000)
+        est = excess_rate(u, v[0], 20, w, 0.95, method)
+        hits += est.lo <= 0.3 - 0.005 <= est.hi
+    assert 0.93 <= hits / reps <= 0.97, hits / reps
+
+
+def test_excess_rate_known_value():
+    u, v = np.array([10, 0, 5]), np.array([0, 0, 1])
+    est = excess_rate(u, v, 10, bootstrap_weights(np.random.default_rng(0), 3, 500), 0.95, "percentile")
+    assert est.value == pytest.approx(14 / 30)
+    assert est.lo <= est.value <= est.hi
 
 
 def test_proportion_interval_coverage():

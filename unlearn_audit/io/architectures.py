@@ -207,8 +207,18 @@ def _mlp_widths(arch: str) -> tuple[int, ...] | None:
     return widths if all(w > 0 for w in widths) else None
 
 
+ARCH_ATTRIBUTE = "unlearn_audit_arch"
+"""Attribute set on every network built here, so that a model built in memory and saved keeps its ``--arch``."""
+
+
 def build_architecture(arch: str, num_classes: int, input_shape: tuple[int, ...] | None) -> nn.Module:
     """Instantiate ``arch`` (registry name, torchvision name or factory) for ``num_classes`` outputs."""
+    net = _build(arch, num_classes, input_shape)
+    setattr(net, ARCH_ATTRIBUTE, arch)
+    return net
+
+
+def _build(arch: str, num_classes: int, input_shape: tuple[int, ...] | None) -> nn.Module:
     if num_classes < 2:
         raise ConfigError(f"--num-classes {num_classes}: a classifier needs at least 2 classes")
     widths = _mlp_widths(arch)

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
-from .architectures import build_architecture, default_input_shape
+from .architectures import ARCH_ATTRIBUTE, build_architecture, default_input_shape
 from .checkpoint import read_checkpoint, write_safetensors
 from .hashing import sha256_file, sha256_state_dict
 
@@ -129,7 +129,7 @@ def wrap_model(
         raise ConfigError(f"{name}: expected a torch.nn.Module or a checkpoint path, got {type(model).__name__}")
     meta = ModelMeta(
         name=name,
-        arch=type(model).__name__,
+        arch=getattr(model, ARCH_ATTRIBUTE, None) or type(model).__name__,
         num_classes=num_classes,
         input_shape=tuple(input_shape) if input_shape is not None else None,
         mean=tuple(float(m) for m in mean) if mean is not None else None,

@@ -58,6 +58,24 @@ def ratio_of_means(
     return interval(estimate, replicates, level, method, jackknife)
 
 
+def excess_rate(
+    u: np.ndarray, v: np.ndarray, trials: int, weights: np.ndarray, level: float = 0.95, method: str = "bca"
+) -> Estimate:
+    """``D = (Σu − Σv) / (N·trials)``: how much more often than the reference the model recognises a draw.
+
+    The statistic for a forget set that is a whole class the references never learned (``Σv ≈ 0``), where the
+    ratio ``R`` is undefined. ``u``, ``v``: per-sample totals ``[N]`` over ``trials`` draws each."""
+    diff = np.asarray(u, dtype=float) - np.asarray(v, dtype=float)
+    n = diff.shape[0]
+    estimate = float(diff.sum() / (n * trials)) if n else float("nan")
+    replicates = (weights @ diff) / (n * trials)
+
+    def jackknife() -> np.ndarray:
+        return (diff.sum() - diff) / ((n - 1) * trials) if n > 1 else np.full(n, np.nan)
+
+    return interval(estimate, replicates, level, method, jackknife)
+
+
 def mean_of_ratios(u: np.ndarray, v: np.ndarray, weights: np.ndarray, level: float = 0.95) -> tuple[Estimate, int]:
     """The paper's estimator: mean of per-sample ``u/v`` over samples with ``v > 0``; returns (estimate, #undefined)."""
     u = np.asarray(u, dtype=float)

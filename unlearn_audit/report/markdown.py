@@ -1,0 +1,132 @@
+"""The Markdown summary: for pull requests and tickets. Short, and every number traceable to the JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .html import PANEL_LABELS, PANEL_STRUCTURED, fmt, fmt_interval, fmt_p, headline
+
+MAX_FLAGGED = 10
+
+
+def _escape(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _audit(doc: dict[str, Any], level: str = "##") -> list[str]:
+    lines = [f"**{headline(doc['verdict'])}**", "", f"Reason: {doc['reason']}", "", f"_{doc['policy_text']}_", ""]
+    model = doc["model"]
+    lines += [
+        f"- audited model: `{model['name']}` sha256 `{model['sha256'] or 'in memory'}`",
+        f"- references: {len(doc['references'])} ({', '.join(r['name'] for r in doc['references']) or 'none: screening'})",
+        f"- forget set: {doc['forget']['samples']} samples, `{doc['forget']['source']}`",
+        "",
+    ]
+    if doc["probes"]:
+        lines += [
+            f"{level} Per-probe verdicts",
+            "",
+            "| probe | R pooled [CI] (D where a whole class was forgotten) | null band | verdict |",
+            "|---|---|---|---|",
+        ]
+        for name, p in doc["probes"].items():
+            band = p["null_band"]
+            counted = "" if p["counts_toward_verdict"] else " (not counted)"
+            lines.append(
+                f"| {name} | {_decisive(p)} | [{fmt(band['lo'])}, {fmt(band['hi'])}] | "
+                f"{p['verdict']['kind']}{counted} |"
+            )
+        lines.append("")
+    for name, s in doc["screening"].items():
+        lines.append(f"- screening {name}: R_proxy {fmt_interval(s['R_proxy_pooled'])} → {s['verdict']['kind']}")
+    flagged = doc["flagged_samples"]
+    lines += [f"{level} Flagged forget samples: {len(flagged)}", ""]
+    if flagged:
+        lines += ["| id | label | probes | u | v̄ | adjusted p |", "|---|---|---|---|---|---|"]
+        for f in flagged[:MAX_FLAGGED]:
+            lines.append(
+                f"| `{_escape(f['id'])}` | {f['label']} | {', '.join(f['probes'])} | {fmt(f['u'], 1)} | "
+                f"{fmt(f['v_bar'], 1)} | {fmt_p(f['p_adjusted'])} |"
+            )
+        if len(flagged) > MAX_FLAGGED:
+            lines.append(f"| … {len(flagged) - MAX_FLAGGED} more in the JSON report | | | | | |")
+        lines.append("")
+    panel = doc.get("panel")
+    if isinstance(panel, dict) and isinstance(panel.get("model"), dict) and panel["model"]:
+        refs = [r for r in panel.get("references") or [] if isinstance(r, dict)]
+        lines += [f"{level} Unlearning panel", ""]
+        header = ["metric", "audited model", *[str(r.get("name") or f"reference {i + 1}") for i, r in enumerate(refs)]]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for key, value in panel["model"].items():
+            if key in PANEL_STRUCTURED:
+                continue
+            cells = [fmt_interval(value)] + [fmt_interval((r.get("metrics") or r).get(key)) for r in refs]
+            lines.append(f"| {PANEL_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for note in doc.get("notes") or []:
+        lines.append(f"> note: {note}")
+    if doc.get("notes"):
+        lines.append("")
+    prov = doc["provenance"]
+    lines += [
+        "<details><summary>Provenance</summary>",
+        "",
+        f"- command: `{prov.get('command')}`",
+        f"- seed {prov['seed']}, device {prov['device']}, {prov['time']['started']} → {prov['time']['finished']}",
+        f"- {prov['tool']['name']} {prov['tool']['version']}; "
+        + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if k != "unlearn_audit"),
+    ]
+    for f in prov["files"]:
+        lines.append(f"- {f['role']} `{f.get('path') or 'in memory'}`: sha256 `{f.get('sha256') or '—'}`")
+    lines += ["", "</details>", ""]
+    return lines
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """``doc``: a validated audit or remediation document."""
+    if doc.get("kind") == "remediation":
+        before, after = doc["before"], doc["after"]
+        ok = doc.get("success")
+        lines = [
+            f"# Remediation: {doc['method']} on `{before['model']['name']}`",
+            "",
+            f"**{'Succeeded' if ok else 'Did not succeed'}**: verdict {before['verdict']} → {after['verdict']}."
+            + (f" {doc['reason']}" if doc.get("reason") else ""),
+            "",
+            "| | before | after |",
+            "|---|---|---|",
+            f"| verdict | {before['verdict']} | {after['verdict']} |",
+        ]
+        for name, p in after["probes"].items():
+            b = before["probes"].get(name)
+            lines.append(
+                f"| R pooled, {name} | {fmt_interval(b['pooled']) if b else '—'} | {fmt_interval(p['pooled'])} |"
+            )
+        lines.append(f"| flagged samples | {len(before['flagged_samples'])} | {len(after['flagged_samples'])} |")
+        for key in ("retain_acc", "test_acc"):
+            entry = doc.get(key)
+            if isinstance(entry, dict):
+                lines.append(
+                    f"| {PANEL_LABELS[key]} | {fmt_interval(entry.get('before'))} | {fmt_interval(entry.get('after'))} |"
+                )
+        if doc.get("hyperparameters"):
+            lines += ["", "Hyper-parameters: " + ", ".join(f"`{k}={v}`" for k, v in doc["hyperparameters"].items())]
+        lines += [
+            "",
+            "## After remediation",
+            "",
+            *_audit(after, "###"),
+            "## Before remediation",
+            "",
+            *_audit(before, "###"),
+        ]
+        return "\n".join(lines).rstrip() + "\n"
+    lines = [f"# Unlearning audit: `{doc['model']['name']}`", "", *_audit(doc)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _decisive(probe: dict[str, Any]) -> str:
+    """The statistic that decided the probe's verdict: R, or D = p_m − p_ā for a whole forgotten class."""
+    if probe.get("statistic") == "excess" and probe.get("excess_pooled"):
+        return f"D = {fmt_interval(probe['excess_pooled'])}"
+    return fmt_interval(probe["pooled"])
