@@ -188,7 +188,13 @@ def test_check_cli_runs_the_panel(cli, tmp_path):
                  "--original", DIGITS / "original.safetensors", "--json", out)  # fmt: skip
     assert result.code in (0, 1, 3), result.err
     assert "standard unlearning panel" in result.out
-    panel = json.loads(out.read_text())["panel"]
+    from unlearn_audit.report import render
+    from unlearn_audit.report.json import validate
+
+    doc = json.loads(out.read_text())
+    validate(doc)  # the shipped JSON Schema accepts the real panel
+    assert "Unlearning panel" in render(doc, "md", thumbnails=False)
+    panel = doc["panel"]
     assert panel["model"]["relearn_epochs"]["value"] is not None
     assert panel["inputs"]["original"]["sha256"]
     result = cli(*common, "--panel", "none", "--json", out)
