@@ -36,9 +36,9 @@ from ..training import batches, seeded_generator
 class ReASettings:
     lambda_random: float = 1.0
     lambda_orthogonal: float = 0.1
-    erase_epochs: int = 1
+    erase_epochs: int = 2
     erase_lr: float = 0.01
-    replay_epochs: int = 2
+    replay_epochs: int = 3
     replay_lr: float = 0.01
     l1: float = 1e-5
     momentum: float = 0.9
@@ -155,9 +155,9 @@ def rea(
     progress: Progress,
     lambda_random: float = 1.0,
     lambda_orthogonal: float = 0.1,
-    erase_epochs: int = 1,
+    erase_epochs: int = 2,
     erase_lr: float = 0.01,
-    replay_epochs: int = 2,
+    replay_epochs: int = 3,
     replay_lr: float = 0.01,
     l1: float = 1e-5,
     momentum: float = 0.9,

@@ -2,7 +2,8 @@
 
 A remediation counts as a success only when the re-run audit says ``pass`` **and** retain accuracy fell by at
 most ``budget`` percentage points. With ``search=True`` a small bisection over the method's strength knob
-(RURK: ``lambda_neighbour`` = λ_a; ReA: ``lambda_random``) runs until both hold, and every trial is recorded:
+(RURK: ``lambda_neighbour`` = λ_a; ReA: ``erase_lr``, the erase phase's step size; its loss weights would
+be cancelled by gradient clipping) runs until both hold, and every trial is recorded:
 a trial whose audit still finds residual knowledge raises the knob, one that over-unlearns (or passes but costs
 more than the budget) lowers it.
 """
@@ -26,7 +27,7 @@ from .result import RemediationResult
 if TYPE_CHECKING:
     from ..audit import Audit, AuditResult
 
-SEARCH_KNOB = {"rurk": "lambda_neighbour", "rea": "lambda_random"}
+SEARCH_KNOB = {"rurk": "lambda_neighbour", "rea": "erase_lr"}
 DEFAULT_MAX_TRIALS = 7
 
 
