@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/remediation.py                 # results + cost, Markdown on stdout
     .venv/bin/python benchmarks/remediation.py --json out.json # also the raw numbers
+    .venv/bin/python benchmarks/remediation.py --count-probes gaussian --skip-cost   # verdict on Gaussian only
 
-Part 1 (results): for each subject (original, gd, neggradplus) and each remediator (RURK with the verify loop's
+Part 1 (results): for each subject (original, gd by default) and each remediator (RURK with the verify loop's
 λ_a search; ReA dual-phase with its search over erase_lr), ``Audit.remediate`` re-runs the same audit (Gaussian
 + FGSM probes, τ in {0, 4/255, 8/255}, 10 draws, 500 bootstrap resamples, references retrain-2..4 as held-out
 judges) and reports R before/after, verdicts, retain/test accuracy and wall time. Numbers in docs/remediation.md
@@ -17,6 +18,7 @@ neighbour generator. Same steps, batch size, optimiser; reported as seconds per 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -26,15 +28,19 @@ import torch
 
 from unlearn_audit import load_model, load_samples
 from unlearn_audit.audit import Audit, AuditConfig
+from unlearn_audit.policy import Policy
 from unlearn_audit.unlearning import unlearn
 
 ROOT = Path(__file__).resolve().parents[1] / "reference_models" / "fmnist-small"
 CONFIG = AuditConfig(probes=("gaussian", "fgsm"), taus=(0.0, 4 / 255, 8 / 255), draws=10, seed=0, bootstrap=500)
 
 
-def results(subjects: list[str], methods: list[str]) -> list[dict]:
+def results(subjects: list[str], methods: list[str], count_probes: str | None) -> list[dict]:
+    config = CONFIG
+    if count_probes:
+        config = dataclasses.replace(CONFIG, policy=Policy(probes=tuple(count_probes.split(","))))
     audit = Audit(
-        references=[ROOT / f"retrain-{i}.safetensors" for i in (2, 3, 4)], forget=ROOT / "forget.npz", config=CONFIG
+        references=[ROOT / f"retrain-{i}.safetensors" for i in (2, 3, 4)], forget=ROOT / "forget.npz", config=config
     )
     rows = []
     for subject in subjects:
@@ -109,18 +115,21 @@ def cost(repeats: int = 3) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--subjects", default="original,gd,neggradplus")
+    parser.add_argument("--subjects", default="original,gd")
     parser.add_argument("--methods", default="rurk,rea")
+    parser.add_argument("--count-probes", help="probes that count toward the verdict (default: all run)")
     parser.add_argument("--skip-results", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true")
     args = parser.parse_args()
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     out: dict = {"environment": env}
     if not args.skip_results:
-        out["results"] = results(args.subjects.split(","), args.methods.split(","))
-    out["cost"] = cost()
-    print("\n| run | steps | seconds | ms/step | × GD |\n|---|---|---|---|---|")
-    for row in out["cost"]:
-        print(f"| {row['run']} | {row['steps']} | {row['seconds']} | {row['ms_per_step']} | {row['vs_gd']} |")
+        out["results"] = results(args.subjects.split(","), args.methods.split(","), args.count_probes)
+    if not args.skip_cost:
+        out["cost"] = cost()
+        print("\n| run | steps | seconds | ms/step | × GD |\n|---|---|---|---|---|")
+        for row in out["cost"]:
+            print(f"| {row['run']} | {row['steps']} | {row['seconds']} | {row['ms_per_step']} | {row['vs_gd']} |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..audit import Audit, AuditResult
 
 SEARCH_KNOB = {"rurk": "lambda_neighbour", "rea": "erase_lr"}
-DEFAULT_MAX_TRIALS = 7
+DEFAULT_MAX_TRIALS = 10
 
 
 def accuracy(model: AuditableModel, samples: Samples) -> float:
@@ -201,11 +201,13 @@ def remediate(
 
 
 def _choose(trials: list[dict[str, Any]]) -> int:
-    """The first successful trial; else the passing trial that cost least; else the first trial."""
+    """The first successful trial; else the passing trial that cost least; else the inconclusive trial that cost
+    least; else the first trial (the requested hyper-parameters)."""
     for i, t in enumerate(trials):
         if t["success"]:
             return i
-    passing = [i for i, t in enumerate(trials) if t["verdict"] == "pass"]
-    if passing:
-        return min(passing, key=lambda i: trials[i]["retain_drop_points"])
+    for kind in ("pass", "inconclusive"):
+        found = [i for i, t in enumerate(trials) if t["verdict"] == kind]
+        if found:
+            return min(found, key=lambda i: trials[i]["retain_drop_points"])
     return 0
