@@ -84,6 +84,22 @@ def results(subjects: list[str], methods: list[str], count_probes: str | None) -
     return rows
 
 
+def honest_retrain() -> dict:
+    """The fingerprint of an honest retrain under the same audit: retrain-1 against retrain-2..4."""
+    audit = Audit(
+        references=[ROOT / f"retrain-{i}.safetensors" for i in (2, 3, 4)], forget=ROOT / "forget.npz", config=CONFIG
+    )
+    result = audit.run(ROOT / "retrain-1.safetensors")
+    row = {
+        "subject": "retrain-1",
+        "verdict": result.verdict.kind,
+        "R": {n: round(p.pooled.value, 3) for n, p in result.probes.items()},
+        "band": {n: [round(p.band.lo, 3), round(p.band.hi, 3)] for n, p in result.probes.items()},
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def cost(repeats: int = 3) -> list[dict]:
     model = load_model(ROOT / "original.safetensors", device="cpu")
     forget = load_samples(ROOT / "forget.npz")
@@ -120,9 +136,12 @@ def main() -> None:
     parser.add_argument("--count-probes", help="probes that count toward the verdict (default: all run)")
     parser.add_argument("--skip-results", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--honest-retrain", action="store_true", help="also audit retrain-1 the same way")
     args = parser.parse_args()
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     out: dict = {"environment": env}
+    if args.honest_retrain:
+        out["honest_retrain"] = honest_retrain()
     if not args.skip_results:
         out["results"] = results(args.subjects.split(","), args.methods.split(","), args.count_probes)
     if not args.skip_cost:
