@@ -566,6 +566,9 @@ def remediate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the before/after JSON here.")] = None,
     taus: Annotated[str | None, typer.Option("--taus", help="τ grid of the audit (as in check).")] = None,
     probes: Annotated[str, typer.Option("--probes", help="Probes of the audit (as in check).")] = "gaussian,fgsm,pgd",
+    count_probes: Annotated[
+        str | None, typer.Option("--count-probes", help="Probes that count toward the verdict (default: all run).")
+    ] = None,
     draws: Annotated[list[str] | None, typer.Option("--draws", help="Draws per sample and τ (as in check).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="One seed controls the audit and the remediation.")] = 0,
     arch: ArchOpt = None,
@@ -594,11 +597,14 @@ def remediate(
     if preset is not None:
         hparams["preset"] = preset
     default_draws, probe_draws = parse_draws(draws)
+    from .policy import Policy
+
     config_kwargs: dict = dict(
         probes=tuple(p.strip() for p in probes.split(",") if p.strip()),
         seed=seed,
         device=device,
         probe_draws=probe_draws,
+        policy=Policy(probes=tuple(p.strip() for p in count_probes.split(",")) if count_probes else None),
     )
     parsed_taus = parse_taus(taus)
     if parsed_taus is not None:

@@ -44,7 +44,7 @@ def test_cli_remediate_writes_model_and_json(cli, tmp_path):
     result = cli(
         "remediate", DIGITS / "gd.safetensors", "--forget", DIGITS / "forget.csv", "--retain", DIGITS / "retain.csv",
         "--reference", DIGITS / "retrain-1.safetensors", "--reference", DIGITS / "retrain-2.safetensors",
-        "--test", DIGITS / "test.csv", "--probes", "gaussian", "--taus", "0,0.03", "--draws", "4",
+        "--test", DIGITS / "test.csv", "--probes", "gaussian,fgsm", "--count-probes", "gaussian", "--taus", "0,0.03", "--draws", "4",
         "--param", "max_steps=5", "-o", out, "--json", report,
     )  # fmt: skip
     data = json.loads(report.read_text())
@@ -53,6 +53,7 @@ def test_cli_remediate_writes_model_and_json(cli, tmp_path):
     assert set(data) >= {"hyperparameters", "input_sha256", "before", "after", "retain_acc", "test_acc", "trials"}
     assert data["hyperparameters"]["max_steps"] == 5 and data["hyperparameters"]["lambda_neighbour"] == 0.03
     assert data["before"]["config"] == data["after"]["config"]  # the same audit, re-run
+    assert data["after"]["policy"]["probes"] == ["gaussian"] and set(data["after"]["probes"]) == {"gaussian", "fgsm"}
     assert data["test_acc"]["after"] is not None and len(data["trials"]) == 1
     saved = load_model(out, device="cpu")
     original = load_model(DIGITS / "gd.safetensors", device="cpu")
