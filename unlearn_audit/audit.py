@@ -424,6 +424,42 @@ class Audit:
             raise ConfigError("no model to audit: pass it to Audit(...) or to run(model)")
         return self.run_many({target.meta.name: target})[target.meta.name]
 
+    def remediate(
+        self,
+        model: ModelLike | None = None,
+        *,
+        retain: SamplesLike | None = None,
+        test: SamplesLike | None = None,
+        method: str = "rurk",
+        budget: float = 2.0,
+        search: bool = False,
+        **hparams: Any,
+    ) -> Any:
+        """Remediate ``model`` (default: the constructor's), re-run this same audit on it, and judge the cost.
+
+        Returns a :class:`~unlearn_audit.remediation.RemediationResult`: success only if the new verdict is
+        ``pass`` and retain accuracy fell by at most ``budget`` points. See docs/remediation.md."""
+        from .remediation import remediate as run_remediation
+
+        target = self._model(model, "model") if model is not None else self.model
+        if target is None:
+            raise ConfigError("no model to remediate: pass it to Audit(...) or to remediate(model)")
+        retain = retain if retain is not None else getattr(self, "retain", None)
+        if retain is None:
+            raise ConfigError("remediation needs the retain set: pass retain= (CLI: --retain)")
+        test = test if test is not None else getattr(self, "test", None)
+        return run_remediation(
+            self,
+            target,
+            self._samples(retain, "retain"),
+            self._samples(test, "test") if test is not None else None,
+            method=method,
+            budget=budget,
+            search=search,
+            progress=self.progress,
+            **hparams,
+        )
+
     def run_many(self, models: Mapping[str, ModelLike]) -> dict[str, AuditResult]:
         """Audit several models against the same references, sharing random draws and reference crafting."""
         started = datetime.now(timezone.utc)

@@ -673,6 +673,111 @@ def unlearn(
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------------ remediate
+@app.command()
+def remediate(
+    model: Annotated[Path, typer.Argument(help="The model to remediate (the original or an unlearned model).")],
+    forget: Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")],
+    retain: Annotated[Path, typer.Option("--retain", help="The retain set the remediation trains on.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the remediated model (.safetensors).")],
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option("--reference", help="A retrained reference that judges the result; repeat for several."),
+    ] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="Held-out test set: report its accuracy cost.")] = None,
+    method: Annotated[str, typer.Option("--method", help="rurk (default) or rea (ReA's dual-phase method).")] = "rurk",
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="RURK λ preset: small (λ_f=λ_a=0.03) or cifar10 (λ_a=0.00045).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Hyper-parameter override name=value; repeat.")
+    ] = None,
+    budget: Annotated[
+        float, typer.Option("--budget", help="Largest retain-accuracy drop (points) a success may cost.")
+    ] = 2.0,
+    search: Annotated[
+        bool, typer.Option("--search", help="Bisect the method's strength (RURK: λ_a) until the audit passes.")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the before/after JSON here.")] = None,
+    taus: Annotated[str | None, typer.Option("--taus", help="τ grid of the audit (as in check).")] = None,
+    probes: Annotated[str, typer.Option("--probes", help="Probes of the audit (as in check).")] = "gaussian,fgsm,pgd",
+    count_probes: Annotated[
+        str | None, typer.Option("--count-probes", help="Probes that count toward the verdict (default: all run).")
+    ] = None,
+    draws: Annotated[list[str] | None, typer.Option("--draws", help="Draws per sample and τ (as in check).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="One seed controls the audit and the remediation.")] = 0,
+    arch: ArchOpt = None,
+    num_classes: NumClassesOpt = None,
+    input_shape: InputShapeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    allow_pickle: AllowPickleOpt = False,
+    data_root: DataRootOpt = None,
+    dataset: DatasetOpt = None,
+    max_rows: MaxRowsOpt = 500_000,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> int:
+    """Remediate MODEL (RURK), re-run the same audit on the result, and save it. Exit 0 success, 1 not, 2 bad input."""
+    from .audit import Audit, AuditConfig
+    from .errors import ConfigError
+    from .io.models import save_model
+
+    console.configure_logging(verbose)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"-o {out}: the output must be a .safetensors file")
+    if not reference:
+        raise ConfigError("remediate needs at least one --reference (a model retrained without the forget set)")
+    hparams = parse_hparams(param)
+    if preset is not None:
+        hparams["preset"] = preset
+    default_draws, probe_draws = parse_draws(draws)
+    from .policy import Policy
+
+    config_kwargs: dict = dict(
+        probes=tuple(p.strip() for p in probes.split(",") if p.strip()),
+        seed=seed,
+        device=device,
+        probe_draws=probe_draws,
+        policy=Policy(probes=tuple(p.strip() for p in count_probes.split(",")) if count_probes else None),
+    )
+    parsed_taus = parse_taus(taus)
+    if parsed_taus is not None:
+        config_kwargs["taus"] = parsed_taus
+    if default_draws is not None:
+        config_kwargs["draws"] = default_draws
+    options = dict(
+        arch=arch, num_classes=num_classes, input_shape=input_shape, mean=mean, std=std, allow_pickle=allow_pickle
+    )
+    with console.RichProgress() as progress:
+        audit = Audit(
+            model,
+            references=reference,
+            forget=forget,
+            config=AuditConfig(**config_kwargs),
+            progress=progress,
+            model_options=options,
+            sample_options=dict(data_root=data_root, dataset=dataset, max_rows=max_rows),
+        )
+        result = audit.remediate(retain=retain, test=test, method=method, budget=budget, search=search, **hparams)
+    digest = save_model(
+        result.model,
+        out,
+        method=result.method,
+        hparams=result.hyperparameters,
+        parent_sha256=result.input_sha256,
+        seed=result.seed,
+    )
+    render_result(result.before, title="before")
+    render_result(result.after, title="after")
+    console.say(result.summary(), markup=False)
+    console.say(f"remediated model written to {out} ({digest})", style="dim", markup=False)
+    if json_out is not None:
+        result.to_json(json_out)
+        console.say(f"JSON written to {json_out}", style="dim", markup=False)
+    return result.exit_code
+
+
 # ----------------------------------------------------------------------------------------------------- demo
 def reference_models_dir(explicit: Path | None = None) -> Path:
     """Where the bundled reference models live: --models-dir, $UNLEARN_AUDIT_REFERENCE_MODELS, or the repo."""

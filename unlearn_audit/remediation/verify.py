@@ -1,0 +1,213 @@
+"""The verify loop: remediate, re-run the SAME audit (config, references, forget set, seed), check the budget.
+
+A remediation counts as a success only when the re-run audit says ``pass`` **and** retain accuracy fell by at
+most ``budget`` percentage points. With ``search=True`` a small bisection over the method's strength knob
+(RURK: ``lambda_neighbour`` = λ_a; ReA: ``erase_lr``, the erase phase's step size; its loss weights would
+be cancelled by gradient clipping) runs until both hold, and every trial is recorded:
+a trial whose audit still finds residual knowledge raises the knob, one that over-unlearns (or passes but costs
+more than the budget) lowers it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..inference import predict
+from ..io.hashing import sha256_state_dict
+from ..io.models import AuditableModel
+from ..io.samples import Samples
+from ..progress import NULL_PROGRESS, Progress
+from .result import RemediationResult
+
+if TYPE_CHECKING:
+    from ..audit import Audit, AuditResult
+
+SEARCH_KNOB = {"rurk": "lambda_neighbour", "rea": "erase_lr"}
+DEFAULT_MAX_TRIALS = 10
+
+
+def accuracy(model: AuditableModel, samples: Samples) -> float:
+    if len(samples) == 0:
+        return float("nan")
+    return float((predict(model, samples.x) == samples.y).float().mean())
+
+
+def resolved_hyperparameters(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The hyper-parameters a method actually uses (RURK's preset resolved into λ values)."""
+    from ..unlearning.registry import canonical, method_defaults
+
+    if canonical(method) == "rurk":
+        from .rurk import resolve_settings
+
+        return resolve_settings(**hparams).to_dict()
+    if canonical(method) == "rea":
+        from .rea import ReASettings
+
+        return ReASettings(**hparams).to_dict()
+    return {**method_defaults(method), **hparams}
+
+
+def _direction(result: AuditResult) -> float:
+    """+1: still knows too much (strengthen); -1: over-unlearned (weaken); by the verdict, else by where R lies."""
+    kind = result.verdict.kind
+    if kind == "residual_knowledge":
+        return 1.0
+    if kind == "over_unlearning":
+        return -1.0
+    scores = []
+    for p in result.probes.values():
+        if not p.counts_toward_verdict:
+            continue
+        width = max(p.band.hi - p.band.lo, 1e-6)
+        scores.append((p.pooled.value - 0.5 * (p.band.lo + p.band.hi)) / width)
+    if not scores:
+        return 0.0
+    return 1.0 if sum(scores) > 0 else -1.0
+
+
+def _trial_record(
+    hparams: dict[str, Any], result: AuditResult, retain_after: float, test_after: float | None, drop: float,
+    success: bool, seconds: float,
+) -> dict[str, Any]:
+    return {
+        "hyperparameters": hparams,
+        "verdict": result.verdict.kind,
+        "R": {name: p.pooled.value for name, p in result.probes.items()},
+        "retain_acc": retain_after,
+        "test_acc": test_after,
+        "retain_drop_points": drop,
+        "success": success,
+        "seconds": round(seconds, 2),
+    }
+
+
+def remediate(
+    audit: Audit,
+    model: AuditableModel,
+    retain: Samples,
+    test: Samples | None = None,
+    *,
+    method: str = "rurk",
+    budget: float = 2.0,
+    search: bool = False,
+    max_trials: int = DEFAULT_MAX_TRIALS,
+    seed: int | None = None,
+    progress: Progress = NULL_PROGRESS,
+    **hparams: Any,
+) -> RemediationResult:
+    """Remediate ``model`` with ``method``, re-audit it with ``audit`` and judge the result (see module doc)."""
+    from ..device import resolve_device
+    from ..unlearning.registry import canonical, unlearn
+
+    if not math.isfinite(budget) or budget < 0:
+        raise ConfigError(f"--budget {budget}: give the largest retain-accuracy drop allowed, in points (>= 0)")
+    method = canonical(method)
+    if search and method not in SEARCH_KNOB:
+        raise ConfigError(f"--search: only {', '.join(SEARCH_KNOB)} have a strength knob to search; got {method}")
+    if max_trials < 1:
+        raise ConfigError(f"max_trials {max_trials}: need at least one trial")
+    seed = audit.config.seed if seed is None else int(seed)
+    started = time.perf_counter()
+    device = resolve_device(audit.config.device)
+    input_sha = model.meta.sha256 or sha256_state_dict(model)
+    base = resolved_hyperparameters(method, hparams)  # validates names before any work
+    before = audit.run(model)
+    retain_before = accuracy(model, retain)
+    test_before = accuracy(model, test) if test is not None else None
+
+    def attempt(overrides: dict[str, Any]) -> tuple[AuditableModel, AuditResult, dict[str, Any], float, float | None]:
+        used = {**hparams, **overrides}
+        clock = time.perf_counter()
+        fixed = unlearn(method, model, audit.forget, retain, seed=seed, device=device, progress=progress, **used)
+        resolved = resolved_hyperparameters(method, used)
+        extra = dict(fixed.meta.extra)
+        extra["hparams"] = json.dumps(resolved, sort_keys=True, default=str)
+        extra["parent_sha256"] = input_sha
+        fixed.meta = dataclasses.replace(
+            fixed.meta, extra=extra, sha256=sha256_state_dict(fixed), name=f"{model.meta.name}+{method}"
+        )
+        after = audit.run(fixed)
+        retain_after = accuracy(fixed, retain)
+        test_after = accuracy(fixed, test) if test is not None else None
+        drop = 100.0 * (retain_before - retain_after)
+        ok = after.verdict.kind == "pass" and drop <= budget
+        trials.append(
+            _trial_record(resolved, after, retain_after, test_after, drop, ok, time.perf_counter() - clock)
+        )
+        return fixed, after, resolved, retain_after, test_after
+
+    trials: list[dict[str, Any]] = []
+    outcomes = [attempt({})]
+    if search and not trials[-1]["success"]:
+        knob = SEARCH_KNOB[method]
+        value = float(base[knob])
+        low: float | None = None  # strongest value that still left residual knowledge
+        high: float | None = None  # weakest value that over-unlearned or overspent the budget
+        for _ in range(max_trials - 1):
+            last = outcomes[-1]
+            over_budget = trials[-1]["retain_drop_points"] > budget and last[1].verdict.kind == "pass"
+            direction = -1.0 if over_budget else _direction(last[1])
+            if direction == 0:
+                break
+            if direction > 0:
+                low = value if low is None else max(low, value)
+            else:
+                high = value if high is None else min(high, value)
+            if low is not None and high is not None:
+                value = math.sqrt(low * high)
+            else:
+                value = value * 2.0 if direction > 0 else value / 2.0
+            if value <= 0:
+                break
+            outcomes.append(attempt({knob: value}))
+            if trials[-1]["success"]:
+                break
+    chosen = _choose(trials)
+    fixed, after, resolved, retain_after, test_after = outcomes[chosen]
+    success = bool(trials[chosen]["success"])
+    drop = trials[chosen]["retain_drop_points"]
+    if success:
+        reason = (
+            f"the same audit now says pass ({before.verdict.kind} before) and retain accuracy fell by "
+            f"{drop:.2f} points (budget {budget:g})"
+        )
+    elif after.verdict.kind != "pass":
+        reason = (
+            f"the re-run audit says {after.verdict.kind}, not pass ({len(trials)} trial(s)): {after.verdict.reason}"
+        )
+    else:
+        reason = f"the audit passes but retain accuracy fell by {drop:.2f} points, more than the budget of {budget:g}"
+    return RemediationResult(
+        method=method,
+        hyperparameters=resolved,
+        input_sha256=input_sha,
+        model=fixed,
+        before=before,
+        after=after,
+        retain_acc={"before": retain_before, "after": retain_after},
+        test_acc={"before": test_before, "after": test_after},
+        success=success,
+        reason=reason,
+        budget=float(budget),
+        seed=seed,
+        trials=trials,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _choose(trials: list[dict[str, Any]]) -> int:
+    """The first successful trial; else the passing trial that cost least; else the inconclusive trial that cost
+    least; else the first trial (the requested hyper-parameters)."""
+    for i, t in enumerate(trials):
+        if t["success"]:
+            return i
+    for kind in ("pass", "inconclusive"):
+        found = [i for i, t in enumerate(trials) if t["verdict"] == kind]
+        if found:
+            return min(found, key=lambda i: trials[i]["retain_drop_points"])
+    return 0
