@@ -44,6 +44,7 @@ from .io.models import AuditableModel, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .policy import Policy, Verdict, combine
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
+from .probes.registry import check_engine
 from .progress import NULL_PROGRESS, Progress
 from .stats.ratio import class_matching_weights
 
@@ -76,6 +77,7 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         names = [probe_label(p) for p in make_probes(list(self.probes))]  # validates names
+        check_engine(make_probes(list(self.probes)), self.engine)  # e.g. autopgd needs --engine art
         for name, n in self.probe_draws:
             if name not in names:
                 raise ConfigError(f"--draws {name}={n}: probe {name!r} is not among --probes ({', '.join(names)})")

@@ -40,7 +40,7 @@ from ..progress import NULL_PROGRESS, Progress
 from .base import ChunkContext, Probe, RowBatch
 from .keys import sample_keys, unit_seeds
 from .random import GaussianProbe
-from .registry import probe_label
+from .registry import check_engine, probe_label
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,8 @@ def _infer_num_classes(prepared: Sequence[PreparedModel], x: torch.Tensor) -> in
 class Engine:
     """Runs probes for one set of models and samples; reuse it across probes to prepare models once."""
 
+    kind = "fused"
+
     def __init__(
         self,
         models: Sequence[AuditableModel],
@@ -341,6 +343,7 @@ class Engine:
 
         ``draws`` overrides the configured number of draws for this probe (e.g. fewer for costly PGD).
         """
+        check_engine([probe], self.kind)
         cfg = self.config if draws is None else replace(self.config, draws=int(draws))
         taus = np.asarray(cfg.taus, dtype=np.float64)
         n, n_tau, n_models = len(self.samples), len(taus), len(self.models)
@@ -469,7 +472,9 @@ def make_engine(
 ) -> Engine:
     """The engine ``config.engine`` names: ``fused`` (ours) or ``art`` (ART's attacks, a slower second opinion)."""
     if config.engine == "art":
-        raise ConfigError("--engine art is not available yet")
+        from .art_engine import ArtEngine
+
+        return ArtEngine(models, samples, config, subjects=subjects, progress=progress)
     return Engine(models, samples, config, subjects=subjects, progress=progress)
 
 
