@@ -131,9 +131,7 @@ def test_pgd_matches_the_libraries(engine, model, samples, library, random_start
     draws = 2 if random_start else 1
     ours = robust_accuracy(engine.run(probe, draws=draws))
     for t, tau in enumerate(TAUS[1:], start=1):
-        runs = [
-            baseline_pgd(model, samples.x, samples.y, tau, library, random_start, seed) for seed in range(draws)
-        ]
+        runs = [baseline_pgd(model, samples.x, samples.y, tau, library, random_start, seed) for seed in range(draws)]
         assert abs(ours[t] - float(np.mean(runs))) <= 0.01, (library, random_start, tau, ours[t], runs)
     assert ours[-1] < ours[0] - 0.3
 

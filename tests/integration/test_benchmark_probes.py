@@ -1,0 +1,22 @@
+"""Smoke test of benchmarks/probes.py: a tiny run writes a complete performance document."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from tests.conftest import REPO
+
+
+def test_probe_benchmark_quick_run_writes_the_doc(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_probes", REPO / "benchmarks" / "probes.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_probes"] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    out = tmp_path / "performance.md"
+    assert bench.main(["--quick", "--settings", "fmnist", "--no-profile", "--out", str(out)]) == 0
+    text = out.read_text()
+    for needle in ("| gaussian | ours fp32 |", "| pgd | ART |", "**suite**", "Load average", "GFLOP/s", "PROJECTION"):
+        assert needle.lower() in text.lower(), needle
+    assert "nan" not in text.lower().split("|")
