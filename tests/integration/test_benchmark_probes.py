@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import torch
+
 from tests.conftest import REPO
 
 
@@ -15,7 +17,12 @@ def test_probe_benchmark_quick_run_writes_the_doc(tmp_path):
     sys.modules["bench_probes"] = bench  # dataclasses look their module up
     spec.loader.exec_module(bench)
     out = tmp_path / "performance.md"
-    assert bench.main(["--quick", "--settings", "fmnist", "--no-profile", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the benchmark is specified single-threaded (OMP_NUM_THREADS=1)
+    try:
+        assert bench.main(["--quick", "--settings", "fmnist", "--no-profile", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     text = out.read_text()
     for needle in ("| gaussian | ours fp32 |", "| pgd | ART |", "**suite**", "Load average", "GFLOP/s", "PROJECTION"):
         assert needle.lower() in text.lower(), needle
