@@ -34,6 +34,7 @@ import argparse
 import cProfile
 import dataclasses
 import io
+import json
 import os
 import platform
 import pstats
@@ -43,6 +44,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -371,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="fmnist,resnet", help="comma list: fmnist, resnet")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="rewrite --out from its .json raw results")
     args = parser.parse_args(argv)
+    if args.render_only:
+        write_doc(json.loads(args.out.with_suffix(".json").read_text()), args.out)
+        return 0
     threads = torch.get_num_threads()
     load_before = os.getloadavg()
     started = datetime.now(timezone.utc)
@@ -417,13 +423,46 @@ def main(argv: list[str] | None = None) -> int:
         profile = profile_ours(settings[0], "pgd", profile_n, 1)
     load_after = os.getloadavg()
     finished = datetime.now(timezone.utc)
-    doc = render(
-        rows, settings, peaks, flips, ablations, profile, threads, load_before, load_after, started, finished, args
-    )
+    raw = {
+        "rows": rows,
+        "settings": [{"key": st.key, "title": st.title} for st in settings],
+        "peaks": peaks,
+        "flips": flips,
+        "ablations": ablations,
+        "profile": [profile, profile_n],
+        "threads": threads,
+        "load_before": list(load_before),
+        "load_after": list(load_after),
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+        "quick": bool(args.quick),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(doc)
-    log(f"wrote {args.out}")
+    raw_path = args.out.with_suffix(".json")
+    raw_path.write_text(json.dumps(raw, indent=1))  # raw numbers first: --render-only can redo the Markdown
+    write_doc(raw, args.out)
+    log(f"wrote {args.out} and {raw_path}")
     return 0
+
+
+def write_doc(raw: dict, out: Path) -> None:
+    settings = [SimpleNamespace(**st) for st in raw["settings"]]
+    args = SimpleNamespace(quick=raw["quick"])
+    doc = render(
+        raw["rows"],
+        settings,
+        raw["peaks"],
+        raw["flips"],
+        [tuple(a) for a in raw["ablations"]],
+        tuple(raw["profile"]),
+        raw["threads"],
+        raw["load_before"],
+        raw["load_after"],
+        datetime.fromisoformat(raw["started"]),
+        datetime.fromisoformat(raw["finished"]),
+        args,
+    )
+    out.write_text(doc)
 
 
 def render(
