@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_probe_benchmark_quick_run_writes_the_doc(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_probes", REPO / "benchmarks" / "probes.py")
     assert spec is not None and spec.loader is not None
