@@ -278,7 +278,12 @@ def run_art(setting: Setting, probe: str, n: int, draws: int, batch: int = 500) 
 # ---------------------------------------------------------------------------------------------------- driver
 
 
-def measure(setting: Setting, peaks: dict[str, float], log: Callable[[str], None]) -> list[dict]:
+def measure(
+    setting: Setting,
+    peaks: dict[str, float],
+    log: Callable[[str], None],
+    resample_peaks: Callable[[], dict[str, float]] | None = None,
+) -> list[dict]:
     rows = []
     n_tau = len(DEFAULT_TAUS)
     impls: list[tuple[str, str, Callable[[str, int, int], float]]] = [
@@ -288,6 +293,8 @@ def measure(setting: Setting, peaks: dict[str, float], log: Callable[[str], None
         ("ART", "base", lambda p, n, c: run_art(setting, p, n, c)),
     ]
     for probe in PROBES:
+        if resample_peaks is not None:
+            peaks = resample_peaks()
         unit_flops = naive_flops_per_unit(setting, probe)
         for name, kind, fn in impls:
             n, c = setting.workload[(kind, probe)]
@@ -424,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         setting = builders[key]()
         settings.append(setting)
         flips[key] = bf16_flips(setting)
-        rows += measure(setting, peaks, log)
+        rows += measure(setting, peaks, log, sample_peaks)
         peaks = sample_peaks()
     ablations = ablation(settings[0], 16 if args.quick else 200, log) if settings else []
     profile, profile_n = None, 0
