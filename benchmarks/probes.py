@@ -577,7 +577,9 @@ def render(
         "ratios. Fraction of FLOP floor: matmul/conv FLOPs of the naive per-draw algorithm "
         "(`torch.utils.flop_counter.FlopCounterMode`) divided by the measured peak, over the measured time; above "
         "100 % means the implementation skips naive work (our FGSM computes one gradient per (sample, target) and "
-        "reuses it across τ and draws).",
+        "reuses it across τ and draws), or, for a probe that skips nothing (Gaussian), that the matmul peak measured "
+        "under the shared load was below what the machine delivered during that measurement: the floor fractions "
+        "are only as good as the peak, and on a shared machine they are noisy.",
         "",
     ]
     for setting in settings:
