@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from .policy import Policy, Verdict, combine
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
 from .progress import NULL_PROGRESS, Progress
 from .stats.ratio import class_matching_weights
+
+if TYPE_CHECKING:
+    from .remediation import RemediationResult
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +405,7 @@ class Audit:
         budget: float = 2.0,
         search: bool = False,
         **hparams: Any,
-    ) -> Any:
+    ) -> RemediationResult:
         """Remediate ``model`` (default: the constructor's), re-run this same audit on it, and judge the cost.
 
         Returns a :class:`~unlearn_audit.remediation.RemediationResult`: success only if the new verdict is
