@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -44,9 +44,13 @@ from .io.models import AuditableModel, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .policy import Policy, Verdict, combine
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
+from .probes.registry import check_engine
 from .progress import NULL_PROGRESS, Progress
 from .report.json import SCHEMA_VERSION, provenance_files
 from .stats.ratio import class_matching_weights
+
+if TYPE_CHECKING:
+    from .remediation import RemediationResult
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,7 @@ class AuditConfig:
         if self.panel not in ("standard", "all", "none"):
             raise ConfigError(f"--panel {self.panel!r}: use standard, all or none")
         names = [probe_label(p) for p in make_probes(list(self.probes))]  # validates names
+        check_engine(make_probes(list(self.probes)), self.engine)  # e.g. autopgd needs --engine art
         for name, n in self.probe_draws:
             if name not in names:
                 raise ConfigError(f"--draws {name}={n}: probe {name!r} is not among --probes ({', '.join(names)})")
@@ -434,7 +439,7 @@ class Audit:
         budget: float = 2.0,
         search: bool = False,
         **hparams: Any,
-    ) -> Any:
+    ) -> RemediationResult:
         """Remediate ``model`` (default: the constructor's), re-run this same audit on it, and judge the cost.
 
         Returns a :class:`~unlearn_audit.remediation.RemediationResult`: success only if the new verdict is

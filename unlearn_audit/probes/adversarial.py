@@ -108,7 +108,7 @@ class FGSMProbe(Probe):
                     else:
                         weights[i, t, int(y_cpu[i])] = c
             pairs = np.argwhere(weights.sum(axis=1) > 0)  # (sample, label) pairs that need a gradient
-            grad_batch = max(1, ctx.batch_size // max(1, len(active)))
+            grad_batch = ctx.batch_size  # the rows of every τ go through the buffer, so memory stays bounded
             for start in range(0, len(pairs), grad_batch):
                 block = pairs[start : start + grad_batch]
                 idx = torch.as_tensor(block[:, 0], device=dev)

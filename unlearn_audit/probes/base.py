@@ -72,6 +72,7 @@ class Probe(ABC):
 
     name: str = ""
     adversarial: ClassVar[bool] = False
+    engines: ClassVar[tuple[str, ...]] = ("fused", "art")  # the engines that can run this probe
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}

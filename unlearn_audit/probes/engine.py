@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from ..device import resolve_device
@@ -40,7 +42,7 @@ from ..progress import NULL_PROGRESS, Progress
 from .base import ChunkContext, Probe, RowBatch
 from .keys import sample_keys, unit_seeds
 from .random import GaussianProbe
-from .registry import probe_label
+from .registry import check_engine, probe_label
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,47 @@ def fold_batchnorm(module: AuditableModel) -> bool:
     return True
 
 
+def pool_before_relu(module: AuditableModel) -> int:
+    """Rewrite ``maxpool(relu(h))`` as ``relu(maxpool(h))`` in a traced (BatchNorm-folded) network.
+
+    Exact: ReLU is monotone, so the max of the rectified values is the rectified max, and both forms route the
+    gradient to the same (first) arg-max. The ReLU then runs on a quarter of the elements (2x2 pooling).
+    Returns the number of swaps (the ablation in docs/performance.md measures the gain).
+    """
+    graph_module = module.net
+    if not isinstance(graph_module, torch.fx.GraphModule):
+        return 0
+    modules = dict(graph_module.named_modules())
+
+    def is_relu(node: torch.fx.Node) -> bool:
+        if node.op == "call_module":
+            target = modules.get(str(node.target))
+            return isinstance(target, nn.ReLU)
+        return node.op == "call_function" and node.target in (torch.relu, F.relu) and not node.kwargs
+
+    def is_maxpool(node: torch.fx.Node) -> bool:
+        return node.op == "call_module" and isinstance(modules.get(str(node.target)), nn.MaxPool2d | nn.MaxPool1d)
+
+    swaps = 0
+    for relu in list(graph_module.graph.nodes):
+        if not is_relu(relu) or len(relu.users) != 1 or len(relu.args) != 1:
+            continue
+        pool = next(iter(relu.users))
+        if not is_maxpool(pool) or modules[str(pool.target)].return_indices:
+            continue
+        # h -> relu -> pool -> users   becomes   h -> pool -> relu -> users
+        source = relu.args[0]
+        pool.replace_all_uses_with(relu)
+        pool.args = (source, *pool.args[1:])
+        relu.args = (pool,)
+        relu.prepend(pool)
+        swaps += 1
+    if swaps:
+        graph_module.graph.lint()
+        graph_module.recompile()
+    return swaps
+
+
 def prepare_models(
     models: Sequence[AuditableModel],
     device: torch.device,
@@ -191,7 +234,8 @@ def prepare_models(
     for model in models:
         module = copy.deepcopy(model).eval()
         if fuse_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-            fold_batchnorm(module)
+            if fold_batchnorm(module):
+                pool_before_relu(module)
         module = module.to(device)
         for p in module.parameters():
             p.requires_grad_(False)
@@ -264,11 +308,20 @@ def choose_precision(
     return PrecisionDecision("fp32", rates, rows.shape[0], f"bf16 would flip {worst:.3%} of predictions (> 0.1 %)")
 
 
-def auto_batch_size(input_shape: tuple[int, ...], budget_mb: int, adversarial: bool) -> int:
-    """Rows per model call: inputs plus a rough allowance for activations, within the memory budget."""
+CPU_MAX_ROWS = 256
+
+
+def auto_batch_size(input_shape: tuple[int, ...], budget_mb: int, adversarial: bool, device_type: str = "cpu") -> int:
+    """Rows per model call: inputs plus a rough allowance for activations, within the memory budget.
+
+    On CPU at most ``CPU_MAX_ROWS``: larger batches push the activations out of cache, and the memory-bound
+    ReLU, pooling and backward kernels slow down (the ablation in docs/performance.md, from
+    benchmarks/probes.py). Accelerators keep the budget-sized batches (up to 4,096 rows).
+    """
     per_row = 4 * math.prod(input_shape) * (48 if adversarial else 16)
     rows = int(budget_mb * 1024**2 // max(per_row, 1))
-    return int(min(4096, max(32, rows)))
+    cap = CPU_MAX_ROWS if device_type == "cpu" else 4096
+    return int(min(cap, max(32, rows)))
 
 
 # --------------------------------------------------------------------------------------------------- running
@@ -297,6 +350,8 @@ def _infer_num_classes(prepared: Sequence[PreparedModel], x: torch.Tensor) -> in
 
 class Engine:
     """Runs probes for one set of models and samples; reuse it across probes to prepare models once."""
+
+    kind = "fused"
 
     def __init__(
         self,
@@ -341,6 +396,7 @@ class Engine:
 
         ``draws`` overrides the configured number of draws for this probe (e.g. fewer for costly PGD).
         """
+        check_engine([probe], self.kind)
         cfg = self.config if draws is None else replace(self.config, draws=int(draws))
         taus = np.asarray(cfg.taus, dtype=np.float64)
         n, n_tau, n_models = len(self.samples), len(taus), len(self.models)
@@ -363,7 +419,7 @@ class Engine:
         disagree = np.zeros_like(correct)
         lo, hi = sample_range or (0, n)
         batch_size = cfg.batch_size or auto_batch_size(
-            self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial
+            self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial, self.device.type
         )
         label = probe_label(probe)
         task = self.progress.start(f"{label}", (hi - lo) * len(passes))
@@ -469,7 +525,9 @@ def make_engine(
 ) -> Engine:
     """The engine ``config.engine`` names: ``fused`` (ours) or ``art`` (ART's attacks, a slower second opinion)."""
     if config.engine == "art":
-        raise ConfigError("--engine art is not available yet")
+        from .art_engine import ArtEngine
+
+        return ArtEngine(models, samples, config, subjects=subjects, progress=progress)
     return Engine(models, samples, config, subjects=subjects, progress=progress)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError
 from .adversarial import FGSMProbe, PGDProbe
+from .autopgd import AutoPGDProbe
 from .base import Probe
 from .random import GaussianProbe, UniformBallProbe
 
@@ -18,6 +19,8 @@ PROBE_FACTORIES: dict[str, Callable[[], Probe]] = {
     "pgd": PGDProbe,
     "pgd-untargeted": lambda: PGDProbe(targeted=False),
     "pgd-l2": lambda: PGDProbe(norm="l2", step_size="tau/4"),
+    "autopgd": AutoPGDProbe,  # --engine art only
+    "autopgd-untargeted": lambda: AutoPGDProbe(targeted=False),  # --engine art only
 }
 DEFAULT_PROBES = ("gaussian", "fgsm", "pgd")
 
@@ -48,3 +51,13 @@ def probe_label(probe: Probe) -> str:
     if probe.adversarial and not probe.config().get("targeted", True):
         return f"{probe.name}-untargeted"
     return probe.name
+
+
+def check_engine(probes: Sequence[Probe], engine: str) -> None:
+    """Fail before any work if a probe cannot run on ``engine`` (e.g. ``autopgd`` needs ``--engine art``)."""
+    for probe in probes:
+        if engine not in probe.engines:
+            raise ConfigError(
+                f"--probes: {probe_label(probe)} runs only with --engine {' or '.join(probe.engines)} "
+                f"(got --engine {engine})"
+            )
