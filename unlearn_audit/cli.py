@@ -337,7 +337,17 @@ def render_panel(panel: dict) -> None:
             added = rea.get("mia_reference_auc_added")
             row.append("—" if added is None else f"{added:+.3f}")
         rows.append(row)
-    columns = ["model", "Retain", "Unlearn", "Test", "MIA unseen", "AUC SVC/ART", "ref-MIA (AUC)", "Avg Gap", "re-learn"]
+    columns = [
+        "model",
+        "Retain",
+        "Unlearn",
+        "Test",
+        "MIA unseen",
+        "AUC SVC/ART",
+        "ref-MIA (AUC)",
+        "Avg Gap",
+        "re-learn",
+    ]
     console.table(
         "standard unlearning panel (% ; [95% CI]; all intervals in the JSON; references scored against the others)",
         columns + (["ReA ΔAUC"] if reminiscence else []),
@@ -355,6 +365,34 @@ def render_panel(panel: dict) -> None:
         console.say(f"panel: {key} not computed: {reason}", style="dim", markup=False)
     for note in panel.get("notes", []):
         console.say(f"panel: {note}", style="dim", markup=False)
+
+
+ReportDirOpt = Annotated[
+    Path | None, typer.Option("--report", help="Write report.json/.html/.md (see --format) into this folder.")
+]
+ReportFormatOpt = Annotated[
+    str, typer.Option("--format", help="Report formats for --report, comma-separated: json, html, md.")
+]
+ThumbnailsOpt = Annotated[
+    bool, typer.Option("--thumbnails/--no-thumbnails", help="Thumbnails of flagged image samples in the HTML.")
+]
+
+
+def _check_formats(report_dir: Path | None, report_format: str) -> None:
+    """Fail on a bad --format before any work runs, not after."""
+    if report_dir is not None:
+        from .report import parse_formats
+
+        parse_formats(report_format)
+
+
+def _write_report(data: dict, report_dir: Path | None, report_format: str, thumbnails: object) -> None:
+    if report_dir is None:
+        return
+    from .report import parse_formats, write_report
+
+    written = write_report(data, report_dir, parse_formats(report_format), thumbnails=thumbnails)
+    console.say("report written: " + ", ".join(str(p) for p in written.values()), style="dim", markup=False)
 
 
 @app.command()
@@ -428,15 +466,9 @@ def check(
         float, typer.Option("--margin", help="Null-band margin with a single reference (seed spread unmeasured).")
     ] = 0.15,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
-    report_dir: Annotated[
-        Path | None, typer.Option("--report", help="Write report.json/.html/.md (see --format) into this folder.")
-    ] = None,
-    report_format: Annotated[
-        str, typer.Option("--format", help="Report formats for --report, comma-separated: json, html, md.")
-    ] = "json,html,md",
-    thumbnails: Annotated[
-        bool, typer.Option("--thumbnails/--no-thumbnails", help="Thumbnails of flagged image samples in the HTML.")
-    ] = True,
+    report_dir: ReportDirOpt = None,
+    report_format: ReportFormatOpt = "json,html,md",
+    thumbnails: ThumbnailsOpt = True,
     work_dir: Annotated[
         Path | None,
         typer.Option("--work-dir", help="Checkpoint partial counts here; rerunning the same command resumes."),
@@ -472,10 +504,7 @@ def check(
     from .policy import Policy
 
     console.configure_logging(verbose)
-    if report_dir is not None:
-        from .report import parse_formats
-
-        parse_formats(report_format)  # fail before the audit runs, not after
+    _check_formats(report_dir, report_format)
     default_draws, probe_draws = parse_draws(draws)
     policy = Policy(
         alpha=alpha,
@@ -543,13 +572,7 @@ def check(
     if json_out is not None:
         result.to_json(json_out)
         console.say(f"JSON written to {json_out}", style="dim", markup=False)
-    if report_dir is not None:
-        from .report import write_report
-
-        written = write_report(
-            result.to_dict(), report_dir, parse_formats(report_format), thumbnails=audit.forget if thumbnails else False
-        )
-        console.say("report written: " + ", ".join(str(p) for p in written.values()), style="dim", markup=False)
+    _write_report(result.to_dict(), report_dir, report_format, audit.forget if thumbnails else False)
     return result.exit_code
 
 
@@ -584,7 +607,9 @@ def report(
     elif out.suffix.lower() in SUFFIXES:
         chosen = SUFFIXES[out.suffix.lower()]
     else:
-        raise ConfigError(f"-o {out}: cannot tell the format from {out.suffix or 'no suffix'!r}; use .html, .md, .json or --format")
+        raise ConfigError(
+            f"-o {out}: cannot tell the format from {out.suffix or 'no suffix'!r}; use .html, .md, .json or --format"
+        )
     doc = load_report(result)
     text = render(doc, chosen, thumbnails=thumbnails, search_dirs=[result.resolve().parent, Path.cwd()])
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -699,6 +724,9 @@ def remediate(
         bool, typer.Option("--search", help="Bisect the method's strength (RURK: λ_a) until the audit passes.")
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the before/after JSON here.")] = None,
+    report_dir: ReportDirOpt = None,
+    report_format: ReportFormatOpt = "json,html,md",
+    thumbnails: ThumbnailsOpt = True,
     taus: Annotated[str | None, typer.Option("--taus", help="τ grid of the audit (as in check).")] = None,
     probes: Annotated[str, typer.Option("--probes", help="Probes of the audit (as in check).")] = "gaussian,fgsm,pgd",
     count_probes: Annotated[
@@ -728,6 +756,7 @@ def remediate(
         raise ConfigError(f"-o {out}: the output must be a .safetensors file")
     if not reference:
         raise ConfigError("remediate needs at least one --reference (a model retrained without the forget set)")
+    _check_formats(report_dir, report_format)
     hparams = parse_hparams(param)
     if preset is not None:
         hparams["preset"] = preset
@@ -775,6 +804,7 @@ def remediate(
     if json_out is not None:
         result.to_json(json_out)
         console.say(f"JSON written to {json_out}", style="dim", markup=False)
+    _write_report(json.loads(result.to_json()), report_dir, report_format, audit.forget if thumbnails else False)
     return result.exit_code
 
 
@@ -817,7 +847,8 @@ def demo(
     )
     console.say(
         "Auditing the original model, GD (fine-tuned on the retain set), GA (gradient ascent on the forget set) "
-        "and an honest retrain, each against three other retrains. Probes: Gaussian, FGSM, PGD.",
+        "and an honest retrain, each against three other retrains. Probes: Gaussian, FGSM, PGD. Then GD is "
+        "remediated with RURK and re-audited.",
         markup=False,
     )
     started = time.perf_counter()
@@ -844,7 +875,20 @@ def demo(
     )
     for name, result in outcome.results.items():
         console.say(f"{name}: {result.verdict.reason}", markup=False)
-    console.say(f"JSON reports in {out}/ ({time.perf_counter() - started:.0f} s)", style="dim", markup=False)
+    fix = outcome.remediation
+    if fix is not None:
+        console.say(
+            f"Remediation: RURK on {fix.before.model.name}, re-audited on the Gaussian probe: "
+            f"{fix.before.verdict.kind} -> {fix.after.verdict.kind}, retain accuracy "
+            f"{fix.retain_acc['before']:.1%} -> {fix.retain_acc['after']:.1%}. {fix.reason}",
+            style="bold",
+            markup=False,
+        )
+    console.say(
+        f"JSON, HTML and Markdown reports in {out}/ (open {out}/gd/report.html; {time.perf_counter() - started:.0f} s)",
+        style="dim",
+        markup=False,
+    )
     if not outcome.all_as_expected:
         console.warn("some verdicts differ from what the reference models were built to show")
         return EXIT_FINDING

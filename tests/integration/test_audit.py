@@ -34,9 +34,19 @@ def test_four_cases_on_reference_models(demo_outcome, name):
 @pytest.mark.slow
 def test_demo_writes_reports(demo_outcome):
     summary = json.loads(demo_outcome.files["summary"].read_text())
-    assert set(summary) == set(EXPECTED)
+    assert set(summary) == {*EXPECTED, "remediation-gd"}
     report = json.loads(demo_outcome.files["original"].read_text())
     assert report["verdict"] == "residual_knowledge" and len(report["references"]) == 3
+    assert "residual_knowledge" in demo_outcome.files["gd-report"].read_text()  # the HTML report
+
+
+@pytest.mark.slow
+def test_demo_closes_the_loop_with_remediation(demo_outcome):
+    """GD is remediated with RURK and re-audited: residual knowledge becomes pass within the retain budget."""
+    fix = demo_outcome.remediation
+    assert fix is not None and fix.before.verdict.kind == "residual_knowledge"
+    assert fix.after.verdict.kind == "pass" and fix.success, fix.summary()
+    assert "After" in demo_outcome.files["remediation-gd"].read_text()
 
 
 def _small_audit(**overrides) -> Audit:

@@ -45,8 +45,10 @@ def test_cli_remediate_writes_model_and_json(cli, tmp_path):
         "remediate", DIGITS / "gd.safetensors", "--forget", DIGITS / "forget.csv", "--retain", DIGITS / "retain.csv",
         "--reference", DIGITS / "retrain-1.safetensors", "--reference", DIGITS / "retrain-2.safetensors",
         "--test", DIGITS / "test.csv", "--probes", "gaussian,fgsm", "--count-probes", "gaussian", "--taus", "0,0.03", "--draws", "4",
-        "--param", "max_steps=5", "-o", out, "--json", report,
+        "--param", "max_steps=5", "-o", out, "--json", report, "--report", tmp_path / "rep", "--format", "html,md",
     )  # fmt: skip
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Before" in html and "After" in html and (tmp_path / "rep" / "report.md").exists()
     data = json.loads(report.read_text())
     assert result.code == (0 if data["success"] else 1), result.err
     assert data["kind"] == "remediation" and data["method"] == "rurk"

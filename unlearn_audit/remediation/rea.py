@@ -104,7 +104,9 @@ def run_rea(
     task = progress.start("rea", erase_steps + replay_steps)
     model.train()
     try:
-        opt = torch.optim.SGD(params, lr=settings.erase_lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        opt = torch.optim.SGD(
+            params, lr=settings.erase_lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
         for _ in range(settings.erase_epochs):
             for idx in batches(len(forget), bs, order_gen):
                 x, y = forget.x[idx].to(device), forget.y[idx]

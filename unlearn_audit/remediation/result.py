@@ -62,7 +62,11 @@ class RemediationResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..report.json import SCHEMA_VERSION
+
         return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": "unlearn-audit",
             "kind": "remediation",
             "method": self.method,
             "hyperparameters": dict(self.hyperparameters),

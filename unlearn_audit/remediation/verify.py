@@ -71,8 +71,13 @@ def _direction(result: AuditResult) -> float:
 
 
 def _trial_record(
-    hparams: dict[str, Any], result: AuditResult, retain_after: float, test_after: float | None, drop: float,
-    success: bool, seconds: float,
+    hparams: dict[str, Any],
+    result: AuditResult,
+    retain_after: float,
+    test_after: float | None,
+    drop: float,
+    success: bool,
+    seconds: float,
 ) -> dict[str, Any]:
     return {
         "hyperparameters": hparams,
@@ -136,9 +141,7 @@ def remediate(
         test_after = accuracy(fixed, test) if test is not None else None
         drop = 100.0 * (retain_before - retain_after)
         ok = after.verdict.kind == "pass" and drop <= budget
-        trials.append(
-            _trial_record(resolved, after, retain_after, test_after, drop, ok, time.perf_counter() - clock)
-        )
+        trials.append(_trial_record(resolved, after, retain_after, test_after, drop, ok, time.perf_counter() - clock))
         return fixed, after, resolved, retain_after, test_after
 
     trials: list[dict[str, Any]] = []
