@@ -638,7 +638,7 @@ def parse_hparams(values: list[str] | None) -> dict[str, Any]:
 @app.command()
 def unlearn(
     method: Annotated[
-        str, typer.Argument(help="Method: retrain, gd, ngd, ga, neggrad+, eu-k, cf-k, scrub, ssd, fisher, ntk, cr.")
+        str, typer.Argument(help="Method: retrain, gd, ngd, ga, neggrad+, eu-k, cf-k, scrub, ssd, fisher, ntk, cr, rurk, rea.")
     ],
     model: Annotated[Path, typer.Argument(help="The model to unlearn from (usually the original).")],
     forget: Annotated[Path, typer.Option("--forget", help="The forget set.")],
