@@ -134,7 +134,7 @@ def _cell(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) -
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
-def aggregate(per_seed: dict[int, dict[str, Any]], taus: list[str]) -> tuple[list[str], dict[str, Any]]:
+def aggregate(per_seed: dict[Any, dict[str, Any]], taus: list[str]) -> tuple[list[str], dict[str, Any]]:
     names = list(next(iter(per_seed.values())))
     summary: dict[str, Any] = {}
     header = ["Method", *PANEL_TITLES[:4], "Avg Gap", "Re-learn"]
@@ -163,27 +163,39 @@ def aggregate(per_seed: dict[int, dict[str, Any]], taus: list[str]) -> tuple[lis
     return lines, summary
 
 
-def figure(per_seed: dict[int, dict[str, Any]], path: Path) -> None:
+def figure(per_seed: dict[Any, dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(next(iter(per_seed.values())))
-    fig, axes = plt.subplots(1, len(PROBES), figsize=(4.2 * len(PROBES), 3.6), sharey=False)
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    styles = ("-", "--", ":", "-.")
+    fig, axes = plt.subplots(1, len(PROBES), figsize=(4.4 * len(PROBES) + 1.6, 3.8))
     for ax, probe in zip(np.atleast_1d(axes), PROBES, strict=True):
-        for name in names:
+        for i, name in enumerate(names):
             taus = sorted(next(iter(per_seed.values()))[name]["R"].get(probe, {}), key=float)
             if not taus:
                 continue
-            mean = [np.nanmean([per_seed[s][name]["R"][probe][t] or np.nan for s in per_seed]) for t in taus]
-            ax.plot([float(t) * 255 for t in taus], mean, marker="o", ms=3, label=name)
+            values = [[per_seed[s][name]["R"][probe][t] for s in per_seed] for t in taus]
+            mean = [np.nanmean([np.nan if v is None else v for v in vs]) for vs in values]
+            ax.plot(
+                [float(t) * 255 for t in taus],
+                mean,
+                marker="o",
+                ms=3,
+                color=colours[i % 20],
+                linestyle=styles[i % len(styles)],
+                label=name,
+            )
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_title(f"{probe}: R_τ (mean over seeds)")
         ax.set_xlabel("τ × 255")
     np.atleast_1d(axes)[0].set_ylabel("R_τ = Σu / Σv̄")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -242,7 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--panel", default="standard", choices=("standard", "all", "none"))
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "reproduction")
     ap.add_argument("--quick", action="store_true", help="2 methods, 1 seed, a small subset (the CI test)")
+    ap.add_argument("--render-only", action="store_true", help="rebuild table.md and r_tau.png from results.json")
     args = ap.parse_args(argv)
+    if args.render_only:
+        saved = json.loads((args.out / "results.json").read_text())
+        per_seed = saved["per_seed"]
+        taus = [f"{t:.6f}" for t in TABLE_TAUS]
+        lines, _ = aggregate(per_seed, taus)
+        head = (args.out / "table.md").read_text().split("\n\n")[0]
+        (args.out / "table.md").write_text(head + "\n\n" + "\n".join(lines) + "\n")
+        figure(per_seed, args.out / "r_tau.png")
+        return 0
 
     torch.use_deterministic_algorithms(True)
     seeds = [int(s) for s in args.seeds.split(",")]
