@@ -150,8 +150,14 @@ def aggregate(per_seed: dict[Any, dict[str, Any]], taus: list[str]) -> tuple[lis
             cells.append(_cell(entry[key], 100.0, 1))
         entry["avg_gap"] = _mean_std([r["panel"]["avg_gap_vs_retrain_row"] for r in rows])
         cells.append(_cell(entry["avg_gap"], 100.0, 2))
-        entry["relearn_epochs"] = _mean_std([r["panel"]["relearn_epochs"] for r in rows])
-        cells.append(_cell(entry["relearn_epochs"], 1.0, 1))
+        relearn = [r["panel"]["relearn_epochs"] for r in rows]
+        entry["relearn_epochs"] = _mean_std(relearn)
+        censored = sum(1 for v in relearn if v is not None and v > 30)  # the panel stores ">30" as 31
+        cells.append(
+            ">30"
+            if censored == len(rows)
+            else _cell(entry["relearn_epochs"], 1.0, 1) + (f" ({censored}× >30)" if censored else "")
+        )
         for p in PROBES:
             for t in taus:
                 entry[f"R_{p}_{t}"] = _mean_std([r["R"].get(p, {}).get(t) for r in rows])
