@@ -11,6 +11,7 @@ Models and sets may be paths or objects already in memory (``nn.Module``, ``(x, 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -308,6 +309,13 @@ class AuditResult:
         return text
 
 
+def _renamed(model: AuditableModel, name: str) -> AuditableModel:
+    """A wrapper with another display name that shares the network: never rename the caller's own object."""
+    out = copy.copy(model)
+    out.meta = dataclasses.replace(model.meta, name=name)
+    return out
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -402,8 +410,7 @@ class Audit:
                 raise InputError(f"{self.holdout.source}: {exc}; add holdout samples of those classes") from exc
         names = [r.meta.name for r in self.references]
         if len(set(names)) != len(names):
-            for i, r in enumerate(self.references):
-                r.meta = dataclasses.replace(r.meta, name=f"{r.meta.name}#{i}")
+            self.references = [_renamed(r, f"{r.meta.name}#{i}") for i, r in enumerate(self.references)]
 
     def _model(self, model: ModelLike, name: str) -> AuditableModel:
         if isinstance(model, str | Path):
@@ -473,7 +480,7 @@ class Audit:
         for name, m in models.items():
             loaded = self._model(m, name)
             if loaded.meta.name != name and not isinstance(m, str | Path):
-                loaded.meta = dataclasses.replace(loaded.meta, name=name)
+                loaded = _renamed(loaded, name)
             subjects.append(loaded)
         cfg = self.config
         probes = make_probes(list(cfg.probes))

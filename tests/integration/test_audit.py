@@ -249,3 +249,13 @@ def test_cli_holdout_without_the_forget_classes(cli, tmp_path):
         "gaussian",
     )
     assert_one_line_error(result, "holdout.npz", "class(es) [0]")
+
+
+def test_auditing_never_renames_the_callers_models():
+    """run_many names results by its keys; the caller's own model object keeps its name."""
+    from unlearn_audit import load_model
+
+    model = load_model(FMNIST / "gd.safetensors", device="cpu")
+    name = model.meta.name
+    results = _small_audit(probes=("gaussian",)).run_many({"candidate": model})
+    assert results["candidate"].model.name == "candidate" and model.meta.name == name
