@@ -46,5 +46,9 @@ fast: venv
 build-reference-models: venv data
 	$(BIN)/python reference_models/build.py
 
+# Writes docs/performance.md (probe engine vs torchattacks and ART) and docs/performance.json; slow (about an hour).
+benchmark: venv
+	$(BIN)/python benchmarks/probes.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
