@@ -46,7 +46,7 @@ fast: venv
 build-reference-models: venv data
 	$(BIN)/python reference_models/build.py
 
-# Writes docs/performance.md (probe engine vs torchattacks and ART) and docs/performance.json; slow (about an hour).
+# Writes docs/performance.md (probe engine vs torchattacks and ART) and docs/performance.json (about 6 minutes on 2 cores).
 benchmark: venv
 	$(BIN)/python benchmarks/probes.py
 
