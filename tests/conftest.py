@@ -92,3 +92,19 @@ def report_run(tmp_path_factory) -> ReportRun:
     return ReportRun(
         code, out / "result.json", out / "report", FMNIST / "original.safetensors", refs, FMNIST / "forget.npz"
     )
+
+
+def run_python(script: Path, *args: str | Path, cwd: Path, timeout: int = 600):  # noqa: ANN201
+    """Run a Python script the way a user would (fresh process, this checkout importable, no progress bars)."""
+    import subprocess
+    import sys
+
+    env = {"PYTHONPATH": str(REPO), "UNLEARN_AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

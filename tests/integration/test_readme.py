@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REFERENCE_MODELS, REPO
+from tests.conftest import REFERENCE_MODELS, REPO, run_python
 
 BLOCKS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
 
@@ -23,17 +21,5 @@ def test_readme_python_block_runs(index, tmp_path):
     (tmp_path / "reference_models").symlink_to(REFERENCE_MODELS)
     script = tmp_path / "example.py"
     script.write_text(BLOCKS[index], encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            "PYTHONPATH": str(REPO),
-            "UNLEARN_AUDIT_NO_PROGRESS": "1",
-            "OMP_NUM_THREADS": "2",
-            "PATH": "/usr/bin:/bin",
-        },
-    )
+    done = run_python(script, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_python
 
 
 @pytest.mark.slow
 def test_reduced_reproduction_study_runs(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "examples" / "reproduce_paper" / "reproduce.py"),
-            "--quick",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={
-            "PYTHONPATH": str(REPO),
-            "UNLEARN_AUDIT_NO_PROGRESS": "1",
-            "OMP_NUM_THREADS": "2",
-            "PATH": "/usr/bin:/bin",
-        },
-    )
+    script = REPO / "examples" / "reproduce_paper" / "reproduce.py"
+    done = run_python(script, "--quick", "--out", tmp_path, cwd=tmp_path, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     rows = results["per_seed"][str(results["protocol"]["seeds"][0])]
