@@ -43,6 +43,7 @@ from .device import configure_numerics
 from .errors import ConfigError, InputError
 from .io.models import AuditableModel, load_model, wrap_model
 from .io.samples import Samples, load_samples
+from .io.shapes import check_model_reads, fit_samples
 from .policy import Policy, Verdict, combine
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
 from .probes.registry import check_engine
@@ -393,6 +394,9 @@ class Audit:
         if forget is None:
             raise ConfigError("an audit needs the forget set (--forget)")
         self.forget = self._samples(forget, "forget")
+        for other in [self.model, *self.references]:  # every model must read the forget set as fitted
+            if other is not None:
+                check_model_reads(other, self.forget)
         self.holdout = self._samples(holdout, "holdout") if holdout is not None else None
         # the standard unlearning panel's inputs (metrics/panel.py); None when not given
         self.retain = self._samples(retain, "retain") if retain is not None else None
@@ -425,8 +429,10 @@ class Audit:
             opts.setdefault("num_classes", template.meta.num_classes)
             opts.setdefault("input_shape", template.meta.input_shape)
         if isinstance(samples, str | Path):
-            return load_samples(samples, **opts)
-        return load_samples(samples, num_classes=opts.get("num_classes"))  # type: ignore[arg-type]
+            loaded = load_samples(samples, **opts)
+        else:
+            loaded = load_samples(samples, num_classes=opts.get("num_classes"))  # type: ignore[arg-type]
+        return fit_samples(loaded, template) if template is not None else loaded  # greyscale <-> RGB, shape check
 
     # ------------------------------------------------------------------------------------------------ running
     def run(self, model: ModelLike | None = None) -> AuditResult:

@@ -91,6 +91,7 @@ def _load(path: Path, *, arch, num_classes, input_shape, mean, std, allow_pickle
 
 def _samples(path: Path, model, *, data_root, dataset, max_rows):
     from .io.samples import load_samples
+    from .io.shapes import fit_samples
 
     samples = load_samples(
         path,
@@ -100,6 +101,7 @@ def _samples(path: Path, model, *, data_root, dataset, max_rows):
         input_shape=model.meta.input_shape,
         max_rows=max_rows,
     )
+    samples = fit_samples(samples, model)  # greyscale <-> RGB, and a one-line error if the model cannot read it
     for warning in samples.warnings:
         console.warn(warning)
     return samples

@@ -16,6 +16,7 @@ class ModelInfo:
     arch: str | None
     num_classes: int | None
     input_shape: tuple[int, ...] | None
+    input_source: str
     parameters: int
     trainable_parameters: int
     sha256: str | None
@@ -35,10 +36,15 @@ class ModelInfo:
 
 
 def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size: int = 512) -> ModelInfo:
-    """Describe ``model``; with ``data``, add its accuracy and a 95 % Wilson interval."""
+    """Describe ``model``; with ``data``, add its accuracy and a 95 % Wilson interval.
+
+    ``data`` is first fitted to the model (greyscale ↔ RGB, :func:`~unlearn_audit.io.shapes.fit_samples`). When
+    the model's input shape is not stated, it is inferred from the first layer that reads the input, with height
+    and width taken from ``data``."""
     from torch import nn
 
     from .inference import predict
+    from .io.shapes import announce_input, expected_input, fit_samples
 
     params = sum(p.numel() for p in model.net.parameters())
     trainable = sum(p.numel() for p in model.net.parameters() if p.requires_grad)
@@ -47,6 +53,14 @@ def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size
     if meta.mean is not None and meta.std is not None:
         norm = f"inside the model: mean={list(meta.mean)} std={list(meta.std)}"
     accuracy = None
+    input_shape = meta.input_shape
+    if data is not None:
+        data = fit_samples(data, model)
+    spec = expected_input(model)
+    if input_shape is None and data is not None and spec.inferred:
+        input_shape = data.input_shape
+    announce_input(model, spec)
+    input_source = spec.source + ("; height and width from the data" if input_shape != meta.input_shape else "")
     if data is not None:
         preds = predict(model, data.x, batch_size=batch_size, num_classes=meta.num_classes, name=meta.name)
         correct = int((preds == data.y).sum())
@@ -55,7 +69,8 @@ def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size
         name=meta.name,
         arch=meta.arch,
         num_classes=meta.num_classes,
-        input_shape=meta.input_shape,
+        input_shape=input_shape,
+        input_source=input_source,
         parameters=params,
         trainable_parameters=trainable,
         sha256=meta.sha256,

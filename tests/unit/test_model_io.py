@@ -6,14 +6,19 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
 from tests.conftest import assert_one_line_error
-from unlearn_audit import AuditableModel, CheckpointError, ConfigError, load_model, save_model, wrap_model
+from unlearn_audit import AuditableModel, CheckpointError, ConfigError, InputError, load_model, save_model, wrap_model
+from unlearn_audit.audit import Audit
 from unlearn_audit.io.architectures import build_architecture
+from unlearn_audit.io.first_layer import find_first_layer, first_layer_from_weights
+from unlearn_audit.io.images import rgb_to_grey
 from unlearn_audit.io.models import ModelMeta
 
 FACTORY = '''
@@ -270,3 +275,237 @@ def test_a_model_built_in_memory_saves_and_reloads_without_arch(tmp_path):
     again = load_model(tmp_path / "m.safetensors", device="cpu")
     x = torch.rand(4, 1, 8, 8)
     assert torch.equal(again.eval()(x), wrapped.eval()(x))
+
+
+# ------------------------------------------------------------------------------ input shape from the weights
+FLAT_SCRIPTED = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FlatParams(nn.Module):
+    """Every weight in one flat vector (as FSDP keeps them), and scripted: nothing names the first layer."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.flat = nn.Parameter(torch.randn(36 + 4 * num_classes) * 0.3)
+
+    def forward(self, x):
+        h = F.adaptive_avg_pool2d(F.relu(F.conv2d(x, self.flat[:36].view(4, 1, 3, 3))), 1).flatten(1)
+        return F.linear(h, self.flat[36:].view(self.num_classes, 4))
+
+
+def build(num_classes):
+    return torch.jit.script(FlatParams(num_classes))
+'''
+
+FLAT_MLP = """
+from torch import nn
+
+def build(num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, num_classes))
+"""
+
+QUICK_CHECK = ("--probes", "gaussian", "--taus", "0,0.01", "--draws", "2", "--bootstrap", "200", "--panel", "none")
+
+
+class HeadFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(8, 3)  # registered first, runs last
+        self.register_buffer("mean", torch.tensor([0.5]).view(1, 1, 1, 1))
+        self.trunk = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x):
+        return self.head(self.trunk(x - self.mean))
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Parameter(torch.randn(3, 6))
+        self.kernel = nn.Parameter(torch.randn(6, 2, 3, 3))  # groups=2: 4 input channels
+
+    def forward(self, x):
+        if float(x.mean()) > -1:  # data-dependent control flow: torch.fx cannot trace this
+            x = x * 1.0
+        return F.linear(F.conv2d(x, self.kernel, groups=2).mean((2, 3)), self.out)
+
+
+@pytest.mark.parametrize(
+    "net, kind, value, tensor",
+    [
+        (HeadFirst(), "channels", (1,), "trunk.0.weight"),
+        (Functional(), "channels", (4,), "kernel"),
+        (nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3)), "channels", (3,), "0.running_mean"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "features", (784,), "1.weight"),
+        (nn.Sequential(nn.GroupNorm(1, 3), nn.Conv2d(3, 4, 3)), "channels", (3,), "0.weight"),
+        (nn.Sequential(nn.ConvTranspose2d(2, 4, 3), nn.Flatten()), "channels", (2,), "0.weight"),
+    ],
+)
+def test_the_first_layer_is_found_by_running_the_network(net, kind, value, tensor):
+    layer, how = find_first_layer(net)
+    assert how == "traced" and layer is not None
+    assert (layer.kind, layer.value, layer.tensor, layer.method) == (kind, value, tensor, "trace")
+    assert "the first layer that reads the input" in layer.evidence()
+
+
+def test_a_network_that_reshapes_its_channels_itself_gets_its_input_as_it_is():
+    class Averaging(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x.mean(1, keepdim=True)).mean((2, 3))
+
+    layer, how = find_first_layer(Averaging(), torch.rand(2, 3, 8, 8))
+    assert layer is None and "conv.weight [4, 1, 3, 3]) does not see the input's channels" in how
+    audit = Audit(wrap_model(Averaging()), references=[Averaging()], forget=(torch.rand(20, 3, 8, 8), [0, 1] * 10))
+    assert audit.forget.input_shape == (3, 8, 8)
+
+
+def test_tracing_leaves_training_flags_alone_and_runs_nothing_after_the_first_layer():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).train()
+    net[1].eval()
+    before = net[1].running_mean.clone()
+    find_first_layer(net, torch.rand(4, 1, 6, 6))
+    assert net.training and net[0].training and not net[1].training
+    assert torch.equal(net[1].running_mean, before)
+
+
+def test_the_weights_decide_when_the_forward_cannot_run():
+    class Picky(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.shape[0] != 64:
+                raise ValueError("this network only takes batches of 64")
+            return self.head(self.stem(x).mean((2, 3)))
+
+    layer, how = find_first_layer(Picky(), torch.rand(3, 1, 8, 8))
+    assert layer is not None and (layer.method, layer.tensor, layer.value) == ("weights", "stem.weight", (1,))
+    assert "batches of 64" in how and "guess" in layer.evidence()
+    assert first_layer_from_weights(HeadFirst()).tensor == "head.weight"  # why the trace comes first
+
+
+def test_a_registry_architecture_takes_its_channels_from_the_file(tmp_path, cli):
+    net = build_architecture("squeezenet1_1", 10, (1, 64, 64))  # a greyscale torchvision model, no metadata
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "sq.safetensors"))
+    model = load_model(tmp_path / "sq.safetensors", arch="squeezenet1_1", num_classes=10, device="cpu")
+    assert model.meta.input_shape == (1, 224, 224)
+    assert model.meta.input_shape_source == (
+        "channels inferred from the file's features.0.weight [64, 1, 3, 3], height and width the default of "
+        "--arch squeezenet1_1"
+    )
+    x = torch.rand(2, 1, 64, 64)
+    assert torch.equal(model(x), net.eval()(x))
+    result = cli("info", tmp_path / "sq.safetensors", "--arch", "squeezenet1_1", "--num-classes", "10")
+    assert result.code == 0 and "1x224x224" in result.out
+    assert "it reads 1x224x224, channels inferred from the file's features.0.weight" in result.err
+
+
+def _stranger(tmp_path: Path, source: str, seed: int = 0, stem: str = "stranger") -> tuple[Path, str]:
+    factory = tmp_path / f"{stem}_arch.py"
+    factory.write_text(source)
+    torch.manual_seed(seed)
+    net = build_architecture(f"{factory}:build", 10, None)
+    path = tmp_path / f"{stem}-{seed}.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path, f"{factory}:build"
+
+
+def _rgb_pngs(tmp_path: Path, n: int = 24, size: int = 12, name: str = "rgb") -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    (tmp_path / name).mkdir()
+    rows = ["path,label"]
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB").save(tmp_path / name / f"{i}.png")
+        rows.append(f"{name}/{i}.png,{i % 10}")
+    (tmp_path / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / f"{name}.csv"
+
+
+def _notes(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "no input shape in the metadata" in line]
+
+
+def test_info_and_check_infer_a_strangers_input_and_say_so_once(tmp_path, cli, factory_file):
+    model, arch = _stranger(tmp_path, FACTORY)
+    refs = [_stranger(tmp_path, FACTORY, seed)[0] for seed in (1, 2)]
+    forget, holdout = _rgb_pngs(tmp_path), _rgb_pngs(tmp_path, name="holdout")
+    loading = ("--arch", arch, "--num-classes", "10", "--device", "cpu")
+    inferred = cli("info", model, *loading, "--data", forget, "--json", tmp_path / "a.json")
+    assert inferred.code == 0, inferred.err
+    (note,) = _notes(inferred.err)
+    assert "reads 1xHxW, inferred from trunk.0.weight [4, 1, 5, 5]" in note and "RGB images converted" in note
+    explicit = cli("info", model, *loading, "--data", forget, "--input-shape", "1,12,12", "--json", tmp_path / "b.json")
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["accuracy"] == b["accuracy"] and a["input_shape"] == b["input_shape"] == [1, 12, 12] and not explicit.err
+    check = [*loading, *QUICK_CHECK, "--forget", forget, "--holdout", holdout, "--reference", refs[0]]
+    result = cli("check", model, *check, "--reference", refs[1])
+    assert result.code in (0, 1, 3), result.err
+    assert len(_notes(result.err)) == 1  # model, two references, forget and holdout: one line
+
+
+def test_no_inference_and_a_shape_clash_is_a_one_line_error(tmp_path, cli):
+    model, arch = _stranger(tmp_path, FLAT_SCRIPTED)
+    ref, _ = _stranger(tmp_path, FLAT_SCRIPTED, seed=1)
+    forget = _rgb_pngs(tmp_path)
+    loading = ("--arch", arch, "--num-classes", "10", "--device", "cpu")
+    for result in (
+        cli("info", model, *loading, "--data", forget),
+        cli("check", model, *loading, *QUICK_CHECK, "--forget", forget, "--reference", ref),
+    ):
+        assert_one_line_error(
+            result, "rgb.csv: model", "inputs of shape 3x12x12", "expects 1 input channel(s)", "--input-shape 1,12,12"
+        )
+        assert "internal error" not in result.err
+    assert cli("info", model, *loading, "--data", forget, "--input-shape", "1,12,12").code == 0
+    loaded = load_model(model, arch=arch, num_classes=10, device="cpu")
+    with pytest.raises(InputError, match="--input-shape 1,12,12"):
+        Audit(loaded, references=[ref], forget=forget, model_options={"arch": arch, "num_classes": 10})
+    options = {"arch": arch, "num_classes": 10, "input_shape": "1,12,12"}
+    fitted = Audit(model, references=[ref], forget=forget, model_options=options).forget  # (the probe engine
+    assert fitted.input_shape == (1, 12, 12)  # cannot run TorchScript models, so no check run here)
+
+
+def test_a_wrong_input_shape_flag_names_what_the_model_reads(tmp_path, cli):
+    model, arch = _stranger(tmp_path, FACTORY)
+    result = cli(
+        "info", model, "--arch", arch, "--num-classes", "10", "--data", _rgb_pngs(tmp_path), "--input-shape", "3,12,12"
+    )
+    assert_one_line_error(
+        result, "expects 1 input channel(s) (input shape 3x12x12: --input-shape)", "--input-shape 1,12,12"
+    )
+
+
+def test_a_flattening_model_gets_grey_or_a_one_line_error(tmp_path, cli):
+    model, arch = _stranger(tmp_path, FLAT_MLP)
+    loading = ("--arch", arch, "--num-classes", "10", "--device", "cpu")
+    ok = cli("info", model, *loading, "--data", _rgb_pngs(tmp_path))  # 3x12x12 RGB -> 144 grey values
+    assert ok.code == 0 and "reads 144 features (flattened), inferred from 1.weight [16, 144]" in _notes(ok.err)[0]
+    bad = cli("info", model, *loading, "--data", _rgb_pngs(tmp_path, size=10, name="small"))
+    assert_one_line_error(bad, "inputs of shape 3x10x10", "expects 144 input features", "(input shape 144 features")
+
+
+def test_the_python_api_fits_in_memory_tensors_and_checks_every_model():
+    torch.manual_seed(0)
+    grey_net, other_grey = HeadFirst(), HeadFirst()
+    rgb = torch.randint(0, 256, (24, 3, 8, 8)).float() / 255
+    labels = torch.arange(24) % 3
+    audit = Audit(grey_net, references=[other_grey], forget=(rgb, labels), holdout=(rgb[:12], labels[:12]))
+    assert torch.equal(audit.forget.x, rgb_to_grey(rgb)) and audit.holdout.x.shape == (12, 1, 8, 8)
+    rgb_net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(InputError, match="model reference-0 cannot read inputs of shape 1x8x8: it expects 3 input"):
+        Audit(grey_net, references=[rgb_net], forget=(rgb, labels))
+    flat_two_channel = torch.rand(24, 2, 8, 8)
+    with pytest.raises(InputError, match=r"inputs of shape 2x8x8: it expects 1 input channel\(s\) \(input shape 1xHxW"):
+        Audit(grey_net, references=[other_grey], forget=(flat_two_channel, labels))

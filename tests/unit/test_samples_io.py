@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import assert_one_line_error
 from unlearn_audit import InputError, load_samples, samples_from_tensors
+from unlearn_audit.io.images import convert_channels, grey_to_rgb, is_eight_bit, rgb_to_grey
 
 
 def _png_set(tmp_path: Path, n: int = 6, size=(28, 28), mode="L", sub="imgs") -> Path:
@@ -234,3 +237,86 @@ def test_info_reports_accuracy_with_interval(cli, fmnist_dir):
     result = cli("info", fmnist_dir / "original.safetensors", "--data", fmnist_dir / "test.csv")
     assert result.code == 0, result.err
     assert "95% Wilson CI" in result.out and "accuracy" in result.out
+
+
+# --------------------------------------------------------------------------------------- greyscale <-> RGB
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(1, 9), width=st.integers(1, 9))
+def test_rgb_to_grey_is_pillows_convert_l_exactly(seed, height, width):
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(pixels, "RGB").convert("L"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+    assert torch.equal(rgb_to_grey(x)[0, 0], torch.from_numpy(want))
+    assert torch.equal(rgb_to_grey(x, eight_bit=True), rgb_to_grey(x))
+
+
+def test_float_rgb_uses_the_itu_601_weights():
+    x = torch.tensor([0.1234567, 0.5, 0.9]).view(1, 3, 1, 1)  # not 8-bit levels
+    assert not is_eight_bit(x)
+    assert float(rgb_to_grey(x)) == pytest.approx(0.299 * 0.1234567 + 0.587 * 0.5 + 0.114 * 0.9, abs=1e-7)
+    grey = torch.rand(2, 1, 4, 4)
+    assert torch.equal(grey_to_rgb(grey), grey.repeat(1, 3, 1, 1))
+    with pytest.raises(ValueError, match="only grey <-> RGB"):
+        convert_channels(torch.rand(1, 2, 4, 4), 1)
+
+
+def test_replicated_rgb_png_reads_back_as_the_grey_png(tmp_path):
+    grey_csv = _png_set(tmp_path / "g")
+    rows = ["path,label"]
+    for i in range(6):
+        Image.open(tmp_path / "g" / "imgs" / f"{i}.png").convert("RGB").save(tmp_path / f"rgb{i}.png")
+        rows.append(f"rgb{i}.png,{i % 3}")
+    (tmp_path / "rgb.csv").write_text("\n".join(rows) + "\n")
+    rgb = load_samples(tmp_path / "rgb.csv")
+    assert rgb.x.shape == (6, 3, 28, 28)
+    assert torch.equal(load_samples(tmp_path / "rgb.csv", input_shape=(1, 28, 28)).x, load_samples(grey_csv).x)
+
+
+def test_mixed_grey_and_rgb_images_in_one_csv(tmp_path):
+    _png_set(tmp_path, n=2, mode="RGB", sub="rgb")
+    _png_set(tmp_path, n=2, mode="L", sub="grey")
+    (tmp_path / "mixed.csv").write_text("path,label\nrgb/0.png,0\ngrey/1.png,1\n")
+    assert load_samples(tmp_path / "mixed.csv", input_shape=(1, 28, 28)).x.shape == (2, 1, 28, 28)
+    with pytest.raises(InputError, match="all images must have one size"):
+        load_samples(tmp_path / "mixed.csv")
+
+
+def test_every_source_is_converted(tmp_path, monkeypatch):
+    from unlearn_audit.io import samples as samples_module
+
+    pixels = np.random.default_rng(1).integers(0, 256, (5, 3, 8, 8), dtype=np.uint8)
+    grey_want = torch.from_numpy(
+        np.stack([np.asarray(Image.fromarray(p.transpose(1, 2, 0), "RGB").convert("L")) for p in pixels])[
+            :, None
+        ].astype(np.float32)
+        / 255.0
+    )
+    np.savez(tmp_path / "rgb.npz", x=pixels, y=np.arange(5) % 2)
+    assert torch.equal(load_samples(tmp_path / "rgb.npz", input_shape=(1, 8, 8)).x, grey_want)
+    as_float = torch.from_numpy(pixels.astype(np.float32) / 255.0)
+    in_memory = load_samples((as_float, torch.arange(5) % 2), input_shape=(1, 8, 8))
+    assert torch.equal(in_memory.x, grey_want)
+    passed_through = load_samples(samples_from_tensors(as_float, torch.arange(5) % 2), input_shape=[1, 8, 8])
+    assert torch.equal(passed_through.x, grey_want)
+    csv = tmp_path / "index.csv"
+    csv.write_text("# dataset=fashion-mnist:test\nindex,label\n0,9\n1,2\n")
+    grey = load_samples(csv)
+    rgb = load_samples(csv, input_shape=(3, 28, 28))
+    assert rgb.x.shape == (2, 3, 28, 28) and torch.equal(rgb.x, grey.x.repeat(1, 3, 1, 1))
+    monkeypatch.setattr(samples_module, "LAZY_THRESHOLD_BYTES", 0)  # the streaming path converts per chunk
+    lazy = load_samples(csv, input_shape=(3, 28, 28))
+    assert lazy.is_lazy and lazy.input_shape == (3, 28, 28) and torch.equal(lazy.x[:], rgb.x)
+    assert torch.equal(lazy.subset([1]).x[:], rgb.x[1:])
+
+
+def test_stated_shapes_that_the_data_cannot_meet(tmp_path):
+    np.savez(tmp_path / "two.npz", x=np.zeros((2, 2, 8, 8), np.float32), y=np.array([0, 1]))
+    with pytest.raises(InputError, match=r"images have 2 channels but .*expects \[1, 8, 8\]; only greyscale and RGB"):
+        load_samples(tmp_path / "two.npz", input_shape=(1, 8, 8))
+    np.savez(tmp_path / "big.npz", x=np.zeros((2, 3, 9, 9), np.float32), y=np.array([0, 1]))
+    with pytest.raises(InputError, match=r"inputs have shape \[3, 9, 9\] but .*expects \[1, 8, 8\]"):
+        load_samples(tmp_path / "big.npz", input_shape=(1, 8, 8))
+    flat = load_samples(tmp_path / "big.npz", input_shape=(81,))  # a flattening model: 3x9x9 RGB -> 81 grey values
+    assert flat.input_shape == (1, 9, 9)

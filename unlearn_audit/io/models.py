@@ -39,6 +39,7 @@ from ..errors import CheckpointError, ConfigError
 from .architectures import ARCH_ATTRIBUTE, build_architecture, default_input_shape
 from .checkpoint import read_checkpoint, write_safetensors
 from .hashing import sha256_file, sha256_state_dict
+from .shapes import file_channels
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class ModelMeta:
     arch: str | None = None
     num_classes: int | None = None
     input_shape: tuple[int, ...] | None = None
+    #: where ``input_shape`` came from ("--input-shape", "the file's metadata", ...); see io/shapes.py
+    input_shape_source: str | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     class_names: tuple[str, ...] | None = None
@@ -132,6 +135,7 @@ def wrap_model(
         arch=getattr(model, ARCH_ATTRIBUTE, None) or type(model).__name__,
         num_classes=num_classes,
         input_shape=tuple(input_shape) if input_shape is not None else None,
+        input_shape_source="given to wrap_model" if input_shape is not None else None,
         mean=tuple(float(m) for m in mean) if mean is not None else None,
         std=tuple(float(s) for s in std) if std is not None else None,
         sha256=sha256_state_dict(model),
@@ -180,6 +184,14 @@ def _infer_num_classes(arch: str, input_shape: tuple[int, ...] | None, state: di
         if tensor.shape[0] == 3 and other.shape[0] == 5:
             guesses.add(int(state[key].shape[0]))
     return guesses.pop() if len(guesses) == 1 else None
+
+
+def _fits(state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> bool:
+    """Keys and shapes agree; BatchNorm counters missing from older checkpoints are filled in (eval ignores them)."""
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key].clone()
+    return set(state) == set(expected) and all(tuple(state[k].shape) == tuple(expected[k].shape) for k in expected)
 
 
 def _short_list(items: Sequence[str], limit: int = 3) -> str:
@@ -308,15 +320,15 @@ def load_model(
             f"{path}: no 'arch' in the file's metadata; pass --arch NAME (mlp, small-cnn, resnet18-cifar, a "
             "torchvision name) or --arch file.py:factory"
         )
-    shape = pick(
-        "input_shape", parse_shape(input_shape), tuple(int(s) for s in file_shape) if file_shape is not None else None
-    )
+    given_shape = parse_shape(input_shape)
+    shape = pick("input_shape", given_shape, tuple(int(s) for s in file_shape) if file_shape is not None else None)
+    shape_source = "--input-shape" if given_shape is not None else "the file's metadata"
     if shape is None and (arch == "mlp" or arch.startswith("mlp-")):
         first = state.get("layers.1.weight")
         if first is not None and first.dim() == 2:
-            shape = (int(first.shape[1]),)
+            shape, shape_source = (int(first.shape[1]),), "inferred from layers.1.weight"
     if shape is None:
-        shape = default_input_shape(arch)
+        shape, shape_source = default_input_shape(arch), f"the default of --arch {arch}"
     mean_v = pick("mean", _parse_floats(mean, "mean"), tuple(float(v) for v in file_mean) if file_mean else None)
     std_v = pick("std", _parse_floats(std, "std"), tuple(float(v) for v in file_std) if file_std else None)
     classes = pick("num_classes", num_classes, file_classes)
@@ -333,10 +345,15 @@ def load_model(
     net = build_architecture(arch, int(classes), shape)
     expected = net.state_dict()
     state = _strip_prefixes(dict(state), set(expected))
-    for key in expected:  # older checkpoints omit BatchNorm's counter; it does not affect eval outputs
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = expected[key].clone()
-    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(expected[k].shape) for k in expected):
+    if not _fits(state, expected) and shape is not None and shape_source.startswith("the default"):
+        fixed = file_channels(net, state, shape)
+        if fixed is not None:  # e.g. a greyscale torchvision ResNet: the default says 3 channels, the file 1
+            channels, evidence = fixed
+            shape = (channels, *shape[1:])
+            shape_source = f"channels inferred from the file's {evidence}, height and width {shape_source}"
+            net = build_architecture(arch, int(classes), shape)
+            expected = net.state_dict()
+    if not _fits(state, expected):
         raise CheckpointError(diagnose_mismatch(path, arch, state, expected))
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     class_names = _json_list(meta, "class_names", path)
@@ -347,6 +364,7 @@ def load_model(
             arch=arch,
             num_classes=int(classes),
             input_shape=shape,
+            input_shape_source=shape_source if shape is not None else None,
             mean=mean_v,
             std=std_v,
             class_names=tuple(str(c) for c in class_names) if class_names else None,

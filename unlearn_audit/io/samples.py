@@ -16,8 +16,6 @@ Accepted sources
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import zipfile
@@ -33,59 +31,28 @@ import torch
 from ..errors import InputError
 from .datasets import FolderDataset, open_dataset
 from .hashing import sha256_file, sha256_tensors
+from .images import MAX_IMAGE_PIXELS, load_image
+from .lazy import LazyRows
+from .shapes import InputSpec, conform
+from .tables import Table, ids_column, parse_label, read_table, resolve_inside
+
+__all__ = [
+    "DEFAULT_MAX_ROWS",
+    "LAZY_THRESHOLD_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "LazyRows",
+    "Samples",
+    "load_samples",
+    "samples_from_tensors",
+    "write_index_csv",
+]
 
 log = logging.getLogger(__name__)
 
 Domain = Literal["image", "tabular"]
 DEFAULT_MAX_ROWS = 500_000
-MAX_IMAGE_PIXELS = 50_000_000
 #: Sets larger than this (as float32) are kept lazy: rows are converted only when a chunk is requested.
 LAZY_THRESHOLD_BYTES = int(16 * 1024**2)
-
-
-class LazyRows:
-    """Tensor-like, read-only view of ``rows`` of a uint8/float array, converted to float32 in [0, 1] on access.
-
-    Supports what the audit needs from ``Samples.x``: ``shape``, ``dim()``, ``len()`` and indexing with a
-    slice, an int, or an index array/tensor, each returning a real ``torch.Tensor``. ``x[:]`` materialises.
-    Used for large dataset-backed sets so that memory does not grow with the forget set (issue: streaming).
-    """
-
-    dtype = torch.float32
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray | None = None) -> None:
-        self._array = array
-        self._rows = np.arange(array.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
-
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size((len(self._rows), *self._array.shape[1:]))
-
-    def dim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def _convert(self, block: np.ndarray) -> torch.Tensor:
-        if block.dtype == np.uint8:
-            return torch.from_numpy(block.astype(np.float32) / 255.0)
-        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-
-    def __getitem__(self, index: Any) -> torch.Tensor:
-        if isinstance(index, torch.Tensor):
-            index = index.cpu().numpy()
-        picked = self._rows[index]
-        if np.ndim(picked) == 0:
-            return self._convert(self._array[int(picked)][None])[0]
-        return self._convert(self._array[picked])
-
-    def subset(self, indices: np.ndarray) -> LazyRows:
-        return LazyRows(self._array, self._rows[np.asarray(indices, dtype=np.int64)])
-
-    def chunks(self, size: int = 4096):  # noqa: ANN201 - iterator of tensors
-        for start in range(0, len(self), size):
-            yield self[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -221,160 +188,8 @@ def _duplicate_warnings(source: str, ids: Sequence[str], x: torch.Tensor | None 
 # ---------------------------------------------------------------------------------------------------- CSV
 
 
-@dataclass
-class _Table:
-    path: Path
-    header: list[str]
-    rows: list[tuple[int, list[str]]]  # (1-based line number, cells)
-    directives: dict[str, str]
-
-
-def _read_table(path: Path, max_rows: int) -> _Table:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
-    if not raw.strip():
-        raise InputError(f"{path}: the file is empty; expected a header row and at least one sample")
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            text = raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: unreadable UTF-16 text; save the CSV as UTF-8") from exc
-    else:
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise InputError(
-                f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the CSV as UTF-8"
-            ) from exc
-    if "\x00" in text:
-        raise InputError(f"{path}: contains NUL bytes; this is not a text CSV")
-    directives: dict[str, str] = {}
-    header: list[str] | None = None
-    rows: list[tuple[int, list[str]]] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        for cells in reader:
-            line = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            first = cells[0].lstrip()
-            if first.startswith("#"):
-                if header is None:
-                    body = ",".join(cells).lstrip("# ").strip()
-                    key, sep, value = body.partition("=")
-                    if sep:
-                        directives[key.strip().lower()] = value.strip()
-                continue
-            if header is None:
-                header = [c.strip().lower() for c in cells]
-                continue
-            rows.append((line, [c.strip() for c in cells]))
-            if len(rows) > max_rows:
-                raise InputError(f"{path}: more than {max_rows} rows; split the set or raise the limit with --max-rows")
-    except csv.Error as exc:
-        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc
-    if header is None:
-        raise InputError(f"{path}: no header row; expected e.g. 'path,label', 'index,label' or features plus 'label'")
-    if len(set(header)) != len(header):
-        dup = [h for h, c in Counter(header).items() if c > 1][0]
-        raise InputError(f"{path}:1: column {dup!r} appears twice in the header")
-    if not rows:
-        raise InputError(f"{path}: header only, no samples; an audit needs at least one row")
-    for line, cells in rows:
-        if len(cells) != len(header):
-            raise InputError(
-                f"{path}:{line}: {len(cells)} fields but the header has {len(header)} ({','.join(header)})"
-            )
-    return _Table(path, header, rows, directives)
-
-
-def _parse_label(table: _Table, line: int, text: str, num_classes: int | None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        try:
-            as_float = float(text)
-        except ValueError:
-            raise InputError(f"{table.path}:{line}: label {text!r} is not an integer") from None
-        if not math.isfinite(as_float) or not as_float.is_integer():
-            raise InputError(f"{table.path}:{line}: label {text!r} is not an integer") from None
-        value = int(as_float)
-    if value < 0 or (num_classes is not None and value >= num_classes):
-        upper = f"{num_classes - 1}" if num_classes is not None else "N-1"
-        raise InputError(f"{table.path}:{line}: label {value} outside 0..{upper} (num_classes={num_classes})")
-    return value
-
-
-def _resolve_inside(root: Path, relative: str, table: _Table, line: int) -> Path:
-    if not relative:
-        raise InputError(f"{table.path}:{line}: empty path")
-    root_real = root.resolve()
-    candidate = Path(relative)
-    full = (candidate if candidate.is_absolute() else root_real / candidate).resolve()
-    try:
-        full.relative_to(root_real)
-    except ValueError:
-        raise InputError(
-            f"{table.path}:{line}: path {relative!r} resolves outside the data root {root_real}; "
-            "move the file under the root or pass --data-root"
-        ) from None
-    return full
-
-
-def _load_image(path: Path, table: _Table, line: int, channels: int | None, size: tuple[int, int] | None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.exists():
-        raise InputError(f"{table.path}:{line}: image {path} not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{table.path}:{line}: image {path} is an empty (zero-byte) file")
-    try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise InputError(f"{table.path}:{line}: image {path} is {img.width}x{img.height}, too large")
-            img.load()
-            mode = img.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                array = np.asarray(img, dtype=np.float32) / 65535.0
-                array = array[None]
-                if channels == 3:
-                    array = np.repeat(array, 3, axis=0)
-            elif mode in ("F", "I", "CMYK", "YCbCr", "LAB", "HSV"):
-                raise InputError(
-                    f"{table.path}:{line}: image {path} has mode {mode}; convert it to 8-bit greyscale (L) or RGB"
-                )
-            else:
-                want = {1: "L", 3: "RGB"}.get(channels or 0)
-                if want is None:
-                    want = "L" if mode in ("1", "L", "LA") else "RGB"
-                array = np.asarray(img.convert(want), dtype=np.float32) / 255.0
-                array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{table.path}:{line}: {path} is not a readable image ({type(exc).__name__})") from exc
-    if size is not None and tuple(array.shape[1:]) != size:
-        raise InputError(
-            f"{table.path}:{line}: image {path.name} is {array.shape[2]}x{array.shape[1]} (WxH) but the model "
-            f"expects {size[1]}x{size[0]}; resize the images or pass the right --input-shape"
-        )
-    return array
-
-
-def _ids_column(table: _Table, default: list[str]) -> list[str]:
-    if "id" not in table.header:
-        return default
-    col = table.header.index("id")
-    return [cells[col] or default[i] for i, (_, cells) in enumerate(table.rows)]
-
-
 def _load_image_csv(
-    table: _Table, data_root: Path | None, input_shape: tuple[int, ...] | None, num_classes: int | None
+    table: Table, data_root: Path | None, input_shape: tuple[int, ...] | None, num_classes: int | None
 ) -> Samples:
     if "label" not in table.header:
         raise InputError(f"{table.path}:1: image CSV needs a 'label' column next to 'path'")
@@ -383,18 +198,14 @@ def _load_image_csv(
     if data_root is None and root_from_directive:
         root = (table.path.parent / root_from_directive).resolve()
     p_col, l_col = table.header.index("path"), table.header.index("label")
-    channels = size = None
-    if input_shape is not None:
-        if len(input_shape) != 3:
-            raise InputError(f"{table.path}: image CSV given but the model expects flat input {input_shape}")
-        channels, size = input_shape[0], (input_shape[1], input_shape[2])
+    channels, size = _image_target(input_shape)
     images: list[np.ndarray] = []
     labels: list[int] = []
     paths: list[str] = []
     for line, cells in table.rows:
-        labels.append(_parse_label(table, line, cells[l_col], num_classes))
-        full = _resolve_inside(root, cells[p_col], table, line)
-        array = _load_image(full, table, line, channels, size)
+        labels.append(parse_label(table, line, cells[l_col], num_classes))
+        full = resolve_inside(root, cells[p_col], table, line)
+        array = load_image(full, f"{table.path}:{line}", channels, size)
         if images and array.shape != images[0].shape:
             raise InputError(
                 f"{table.path}:{line}: image {full.name} has shape {list(array.shape)} but earlier images have "
@@ -404,7 +215,7 @@ def _load_image_csv(
         paths.append(cells[p_col])
     x = torch.from_numpy(np.stack(images))
     y = torch.tensor(labels, dtype=torch.long)
-    ids = _ids_column(table, paths)
+    ids = ids_column(table, paths)
     return Samples(
         x,
         y,
@@ -417,7 +228,7 @@ def _load_image_csv(
     )
 
 
-def _load_tabular_csv(table: _Table, input_shape: tuple[int, ...] | None, num_classes: int | None) -> Samples:
+def _load_tabular_csv(table: Table, input_shape: tuple[int, ...] | None, num_classes: int | None) -> Samples:
     if "label" not in table.header:
         raise InputError(
             f"{table.path}:1: no 'label' column; expected 'path,label' (images), 'index,label' (dataset) or "
@@ -434,7 +245,7 @@ def _load_tabular_csv(table: _Table, input_shape: tuple[int, ...] | None, num_cl
     values = np.empty((len(table.rows), len(features)), dtype=np.float32)
     labels = []
     for r, (line, cells) in enumerate(table.rows):
-        labels.append(_parse_label(table, line, cells[l_col], num_classes))
+        labels.append(parse_label(table, line, cells[l_col], num_classes))
         for j, col in enumerate(features):
             text = cells[col]
             try:
@@ -449,7 +260,7 @@ def _load_tabular_csv(table: _Table, input_shape: tuple[int, ...] | None, num_cl
                     "impute or drop the row"
                 )
             values[r, j] = number
-    ids = _ids_column(table, [f"row{line}" for line, _ in table.rows])
+    ids = ids_column(table, [f"row{line}" for line, _ in table.rows])
     x = torch.from_numpy(values)
     if input_shape is not None:
         x = x.reshape(len(table.rows), *input_shape)
@@ -466,7 +277,7 @@ def _load_tabular_csv(table: _Table, input_shape: tuple[int, ...] | None, num_cl
 
 
 def _load_index_csv(
-    table: _Table, dataset: str | None, num_classes: int | None, input_shape: tuple[int, ...] | None
+    table: Table, dataset: str | None, num_classes: int | None, input_shape: tuple[int, ...] | None
 ) -> Samples:
     spec = dataset or table.directives.get("dataset")
     if not spec:
@@ -488,7 +299,7 @@ def _load_index_csv(
         if not 0 <= index < len(ds):
             raise InputError(f"{table.path}:{line}: index {index} outside 0..{len(ds) - 1} of dataset {ds.spec}")
         truth = int(ds.labels[index])
-        label = _parse_label(table, line, cells[l_col], classes) if l_col is not None else truth
+        label = parse_label(table, line, cells[l_col], classes) if l_col is not None else truth
         if label >= classes:
             raise InputError(f"{table.path}:{line}: label {label} outside 0..{classes - 1} (num_classes={classes})")
         mismatched += int(label != truth)
@@ -501,25 +312,19 @@ def _load_index_csv(
         warnings.append(msg)
     idx = np.asarray(indices)
     if isinstance(ds, FolderDataset):
-        fake = _Table(table.path, table.header, table.rows, table.directives)
-        arrays = []
-        channels = size = None
-        if input_shape is not None and len(input_shape) == 3:
-            channels, size = input_shape[0], (input_shape[1], input_shape[2])
-        for (line, _), i in zip(table.rows, idx, strict=True):
-            arrays.append(_load_image(Path(ds.paths[i]), fake, line, channels, size))
+        channels, size = _image_target(input_shape)
+        arrays = [
+            load_image(Path(ds.paths[i]), f"{table.path}:{line}", channels, size)
+            for (line, _), i in zip(table.rows, idx, strict=True)
+        ]
         x = torch.from_numpy(np.stack(arrays))
     else:
         row_shape = tuple(int(d) for d in ds.images.shape[1:])
-        if input_shape is not None and row_shape != tuple(input_shape):
-            raise InputError(
-                f"{table.path}: dataset {ds.spec} has inputs {list(row_shape)} but the model expects {list(input_shape)}"
-            )
         if len(idx) * 4 * math.prod(row_shape) > LAZY_THRESHOLD_BYTES:
             x = LazyRows(ds.images, idx)  # type: ignore[assignment]
         else:
             x = torch.from_numpy(ds.take(idx))
-    ids = _ids_column(table, [f"{ds.spec}:{i}" for i in indices])
+    ids = ids_column(table, [f"{ds.spec}:{i}" for i in indices])
     return Samples(
         x,
         torch.tensor(labels, dtype=torch.long),
@@ -532,7 +337,7 @@ def _load_index_csv(
     )
 
 
-def _load_npz(path: Path, num_classes: int | None, input_shape: tuple[int, ...] | None) -> Samples:
+def _load_npz(path: Path, num_classes: int | None) -> Samples:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "x" not in archive or "y" not in archive:
@@ -559,10 +364,6 @@ def _load_npz(path: Path, num_classes: int | None, input_shape: tuple[int, ...] 
         source=str(path),
         num_classes=num_classes,
     )
-    if input_shape is not None and samples.input_shape != tuple(input_shape):
-        raise InputError(
-            f"{path}: inputs have shape {list(samples.input_shape)} but the model expects {list(input_shape)}"
-        )
     return replace(samples, sha256=sha256_file(path))
 
 
@@ -575,7 +376,24 @@ def load_samples(
     input_shape: Sequence[int] | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> Samples:
-    """Load a labelled set from a CSV, ``.npz``, ``(x, y)`` arrays, or pass :class:`Samples` through."""
+    """Load a labelled set from a CSV, ``.npz``, ``(x, y)`` arrays, or pass :class:`Samples` through.
+
+    With ``input_shape``, images are converted to its channel count (greyscale ↔ RGB, see
+    :mod:`unlearn_audit.io.images`) and any other disagreement is an :class:`InputError`. To fit a set to a model
+    whose input shape may have to be inferred, use :func:`unlearn_audit.io.shapes.fit_samples`."""
+    shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
+    samples = _load_any(source, data_root, dataset, num_classes, shape, max_rows)
+    return conform(samples, InputSpec.stated(shape, ""))[0] if shape is not None else samples
+
+
+def _load_any(
+    source: str | Path | Samples | tuple[Any, Any],
+    data_root: str | Path | None,
+    dataset: str | None,
+    num_classes: int | None,
+    shape: tuple[int, ...] | None,
+    max_rows: int,
+) -> Samples:
     if isinstance(source, Samples):
         return source
     if isinstance(source, tuple):
@@ -583,20 +401,24 @@ def load_samples(
             raise InputError("in-memory samples are given as (x, y) or (x, y, ids)")
         return samples_from_tensors(*source, num_classes=num_classes)
     path = Path(source)
-    shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
     if path.suffix.lower() == ".npz":
         if not path.exists():
             raise InputError(f"{path}: no such file")
-        return _load_npz(path, num_classes, shape)
-    table = _read_table(path, max_rows)
+        return _load_npz(path, num_classes)
+    table = read_table(path, max_rows)
     root = Path(data_root) if data_root is not None else None
     if "path" in table.header:
-        samples = _load_image_csv(table, root, shape, num_classes)
-    elif "index" in table.header:
-        samples = _load_index_csv(table, dataset, num_classes, shape)
-    else:
-        samples = _load_tabular_csv(table, shape, num_classes)
-    return samples
+        return _load_image_csv(table, root, shape, num_classes)
+    if "index" in table.header:
+        return _load_index_csv(table, dataset, num_classes, shape)
+    return _load_tabular_csv(table, shape, num_classes)
+
+
+def _image_target(input_shape: tuple[int, ...] | None) -> tuple[int | None, tuple[int, int] | None]:
+    """(channels, (height, width)) that decoded images must have; flat shapes are left to :func:`conform`."""
+    if input_shape is None or len(input_shape) != 3:
+        return None, None
+    return input_shape[0], (input_shape[1], input_shape[2])
 
 
 def write_index_csv(path: str | Path, indices: Sequence[int], labels: Sequence[int], dataset: str) -> None:
