@@ -250,22 +250,103 @@ def build_set(spec: SetSpec, out: Path, log=print) -> dict[str, Any]:
     return manifest
 
 
-def compare(built: dict[str, Any], bundled: dict[str, Any], tolerance: float = 0.02) -> list[str]:
-    """Differences between a rebuild and the bundle: identical hashes, or accuracies within ``tolerance``."""
+CHAOTIC = frozenset({"ga"})
+"""Methods whose rebuilt accuracies another machine does not reproduce: gradient ascent amplifies float rounding,
+and ``stop_at_forget_acc`` ends it on whichever step first crosses the threshold, so one step more or less moves
+forget accuracy by tens of points (rebuilt on other kernels and thread counts: digits-tiny 0.217-0.433 against
+the bundle's 0.233, fmnist-small 0.218-0.466 against 0.396, and 0.190 on an Intel Xeon). Their cards are held to
+the roles below instead."""
+
+TOLERANCE = {"forget": 0.04, "test": 0.03, "retain": 0.03, "retain_subset": 0.03}
+"""Largest accuracy change a rebuild on other CPU kernels may show, per split, for models trained by descent.
+Measured (docs/testing.md) over rebuilds under ATEN_CPU_CAPABILITY=default and avx2 with 1 and 2 threads: digits
+models by descent did not move at all; fmnist ones moved by at most 0.016 (forget, 8 of 500 images), 0.0065
+(test) and 0.007 (retain). A rebuild that rounds differently is, in effect, another seed: the fmnist retrains,
+which differ only in their seed, span 0.018 (forget), 0.018 (test) and 0.012 (retain) over those rebuilds.
+The tolerances are at least twice the first and 1.6 times the second."""
+
+KEPT_MARGIN = {"fmnist-small": 0.1}
+"""Sets whose original and GD recognise the forget set clearly better than every retrain (fmnist-small: 0.974
+and 0.948 against at most 0.808). Digits generalise: a retrain recognises the held-out half of class 0 as well as
+the original does, so digits-tiny has no such role."""
+GA_MARGIN = 0.2
+"""GA's forget accuracy lies at least this far below every retrain's (bundles: 0.40 vs 0.79, 0.23 vs 0.98)."""
+GA_MIN_TEST = 0.5
+"""GA stops at its threshold, so it still classifies (test accuracy 0.81-0.93 measured); a diverged GA reads ~0.1."""
+
+
+def _acc(card: dict[str, Any], split_name: str) -> float:
+    return float(card["accuracy"][split_name]["acc"])
+
+
+def roles(manifest: dict[str, Any]) -> list[str]:
+    """What each model of a set was built to show, in words that hold on any machine: GA forgot the forget set
+    (below its stop threshold, far below every retrain, yet still a classifier); where the set shows it, the
+    original and GD still recognise the forget set far better than every retrain."""
+    models = manifest["models"]
+    retrain_forget = [_acc(c, "forget") for c in models.values() if c["method"] == "retrain"]
+    if not retrain_forget:
+        return ["no retrained model in the set"]
     problems = []
+    ga = models.get("ga")
+    if ga is not None:
+        forget, stop = _acc(ga, "forget"), ga["hparams"].get("stop_at_forget_acc")
+        if stop is not None and forget > stop:
+            problems.append(f"ga: forget accuracy {forget:.3f} above its stop threshold {stop}: it never got there")
+        if forget > min(retrain_forget) - GA_MARGIN:
+            problems.append(
+                f"ga: forget accuracy {forget:.3f} not {GA_MARGIN} below every retrain's (lowest {min(retrain_forget):.3f})"
+            )
+        if _acc(ga, "test") < GA_MIN_TEST:
+            problems.append(f"ga: test accuracy {_acc(ga, 'test'):.3f} below {GA_MIN_TEST}: gradient ascent diverged")
+    margin = KEPT_MARGIN.get(manifest["name"])
+    for name in ("original", "gd") if margin is not None else ():
+        if name in models and _acc(models[name], "forget") <= max(retrain_forget) + margin:
+            problems.append(
+                f"{name}: forget accuracy {_acc(models[name], 'forget'):.3f} not {margin} above every retrain's "
+                f"(highest {max(retrain_forget):.3f})"
+            )
+    return problems
+
+
+def compare(built: dict[str, Any], bundled: dict[str, Any], tolerance: dict[str, float] | None = None) -> list[str]:
+    """Differences between a rebuild and the bundle that another machine cannot explain.
+
+    Deterministic parts match exactly: the data files (a numpy-seeded split) and each card's method, seed,
+    hyper-parameters and lineage. Trained weights match bit for bit only on the CPU kernels and thread count
+    that built the bundle; elsewhere rounding makes each model a slightly different one. A model trained by
+    descent then keeps its accuracies within ``tolerance`` (default :data:`TOLERANCE`); a :data:`CHAOTIC` one,
+    and the rebuilt set as a whole, are held to :func:`roles`.
+    """
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    problems = []
+    # the same kernels rebuild the original to the bit; then training is deterministic and so is every model
+    rebuilt_original = built["models"].get("original", {}).get("sha256")
+    same_kernels = rebuilt_original == bundled["models"]["original"]["sha256"]
     for name, card in bundled["models"].items():
         other = built["models"].get(name)
         if other is None:
             problems.append(f"{name}: missing from the rebuild")
             continue
+        for key in ("method", "seed", "hparams"):
+            if other[key] != card[key]:
+                problems.append(f"{name}: {key} {other[key]!r} vs bundled {card[key]!r}")
+        if card["parent_sha256"] is not None and other["parent_sha256"] != rebuilt_original:
+            problems.append(f"{name}: not derived from the rebuilt original")
         if other["sha256"] == card["sha256"]:
             continue
+        if same_kernels:
+            problems.append(f"{name}: not bit-identical, though the original is (training is not deterministic)")
+        if card["method"] in CHAOTIC:
+            continue
         for split_name, acc in card["accuracy"].items():
-            delta = abs(other["accuracy"][split_name]["acc"] - acc["acc"])
-            if delta > tolerance:
+            mine = other["accuracy"][split_name]
+            if mine["n"] != acc["n"] or abs(mine["acc"] - acc["acc"]) > tolerance[split_name]:
                 problems.append(
-                    f"{name}: {split_name} accuracy {other['accuracy'][split_name]['acc']:.3f} vs bundled {acc['acc']:.3f}"
+                    f"{name}: {split_name} accuracy {mine['acc']:.3f} vs bundled {acc['acc']:.3f} "
+                    f"(n {mine['n']} vs {acc['n']}; tolerance {tolerance[split_name]})"
                 )
+    problems += [f"rebuild: {p}" for p in roles(built)]
     for name, entry in bundled["data"].items():
         if built["data"].get(name, {}).get("sha256") != entry["sha256"]:
             problems.append(f"{name}: data file differs from the bundle")
@@ -292,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 for m, c in bundled["models"].items()
                 if m in built["models"]
             )
-            print("  bit-identical" if identical else "  not bit-identical; accuracies compared")
+            print("  bit-identical" if identical else "  not bit-identical; accuracies within tolerance, roles checked")
             for p in problems:
                 print("  MISMATCH", p)
             status |= bool(problems)

@@ -12,8 +12,12 @@ REFERENCE_MODELS = REPO / "reference_models"
 FMNIST = REFERENCE_MODELS / "fmnist-small"
 DIGITS = REFERENCE_MODELS / "digits-tiny"
 
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+"""Environment variables that choose CPU kernels (docs/testing.md): imitations of another machine."""
+
 os.environ.setdefault("UNLEARN_AUDIT_NO_PROGRESS", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# intra-op threads change the rounding too: UNLEARN_AUDIT_TEST_THREADS imitates another core count (docs/testing.md)
+torch.set_num_threads(int(os.environ.get("UNLEARN_AUDIT_TEST_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 @dataclass
@@ -99,7 +103,10 @@ def run_python(script: Path, *args: str | Path, cwd: Path, timeout: int = 600): 
     import subprocess
     import sys
 
-    env = {"PYTHONPATH": str(REPO), "UNLEARN_AUDIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(REPO), "UNLEARN_AUDIT_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"}
+    env["OMP_NUM_THREADS"] = os.environ.get("UNLEARN_AUDIT_TEST_THREADS") or "2"
+    # the CPU kernel choice travels with it, so `make test-kernels` imitates another machine in the child too
+    env.update({k: os.environ[k] for k in KERNEL_ENV if k in os.environ})
     return subprocess.run(
         [sys.executable, str(script), *map(str, args)],
         cwd=cwd,

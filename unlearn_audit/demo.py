@@ -37,7 +37,11 @@ DEMO_CONFIG = AuditConfig(
 
 REMEDIATION_SUBJECT = "gd"
 REMEDIATION_HPARAMS: dict[str, Any] = {"lambda_neighbour": 0.0505}
-"""λ_a found for GD by the verify loop's search (docs/remediation.md, benchmarks/remediation.py)."""
+"""λ_a found for GD by the verify loop's search (docs/remediation.md, benchmarks/remediation.py), mid-way in a pass
+window from about 0.0495 to 0.0515 that measured the same under every CPU kernel set tried (docs/testing.md)."""
+REMEDIATION_SEARCH = True
+"""Run the verify loop's search from that λ_a: one trial where it passes (every machine measured so far), and
+back into the window, rather than a failed demo, on a machine whose rounding moves it."""
 REMEDIATION_CONFIG = AuditConfig(probes=("gaussian",), taus=(0.0, 4 / 255, 8 / 255), draws=10, seed=0, bootstrap=500)
 
 
@@ -105,6 +109,7 @@ def run_demo(
             root / f"{REMEDIATION_SUBJECT}.safetensors",
             retain=root / "retain_subset.npz",
             test=root / "test.npz",
+            search=REMEDIATION_SEARCH,
             **REMEDIATION_HPARAMS,
         )
         name = f"remediation-{REMEDIATION_SUBJECT}"

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import FMNIST, assert_one_line_error
 from unlearn_audit import load_samples
 from unlearn_audit.audit import Audit, AuditConfig
-from unlearn_audit.demo import EXPECTED, run_demo
+from unlearn_audit.demo import EXPECTED, REMEDIATION_HPARAMS, run_demo
 
 REFS = [FMNIST / f"retrain-{i}.safetensors" for i in (2, 3, 4)]
 SMALL = AuditConfig(probes=("gaussian", "fgsm"), taus=(0.0, 4 / 255, 8 / 255), draws=10, bootstrap=500, seed=3)
@@ -23,6 +23,7 @@ def demo_outcome(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.training
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_four_cases_on_reference_models(demo_outcome, name):
     """Held-out retrain passes; original and GD keep residual knowledge; GA over-unlearns (K = 3 references)."""
@@ -32,6 +33,7 @@ def test_four_cases_on_reference_models(demo_outcome, name):
 
 
 @pytest.mark.slow
+@pytest.mark.training
 def test_demo_writes_reports(demo_outcome):
     summary = json.loads(demo_outcome.files["summary"].read_text())
     assert set(summary) == {*EXPECTED, "remediation-gd"}
@@ -41,11 +43,13 @@ def test_demo_writes_reports(demo_outcome):
 
 
 @pytest.mark.slow
+@pytest.mark.training
 def test_demo_closes_the_loop_with_remediation(demo_outcome):
     """GD is remediated with RURK and re-audited: residual knowledge becomes pass within the retain budget."""
     fix = demo_outcome.remediation
     assert fix is not None and fix.before.verdict.kind == "residual_knowledge"
     assert fix.after.verdict.kind == "pass" and fix.success, fix.summary()
+    assert fix.trials[0]["hyperparameters"]["lambda_neighbour"] == REMEDIATION_HPARAMS["lambda_neighbour"]
     assert "After" in demo_outcome.files["remediation-gd"].read_text()
 
 

@@ -67,6 +67,7 @@ def test_paper_signs_membership_and_unlearn_accuracy(fmnist):
     assert gaps["retrain-1"] < gaps["gd"] < gaps["original"] < gaps["ga"]
 
 
+@pytest.mark.training
 def test_relearn_time_is_short_for_the_original_and_gd(fmnist):
     models, inputs, _ = fmnist
     target = 1.05 * forget_loss(models["original"], inputs.forget.x, inputs.forget.y)
@@ -167,6 +168,7 @@ def _digits_classwise():
     return compute_panels([hidden, retrains[0]], inputs, panel="all", seed=0, device="cpu")
 
 
+@pytest.mark.training
 def test_classwise_reminiscence_separates_a_hidden_class_from_a_retrain():
     panels = _digits_classwise()
     hidden = panels["hidden"]["model"]["reminiscence"]["classwise"]["score"]["0"]
@@ -177,6 +179,7 @@ def test_classwise_reminiscence_separates_a_hidden_class_from_a_retrain():
     assert sample["retain_acc_after"]["value"] > 0.9 and "mia_reference_after" in sample
 
 
+@pytest.mark.training
 def test_check_cli_runs_the_panel(cli, tmp_path):
     out = tmp_path / "r.json"
     common = [

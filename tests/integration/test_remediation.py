@@ -13,11 +13,18 @@ from unlearn_audit.audit import Audit, AuditConfig
 # A reduced audit (like the demo's): the Gaussian probe (the neighbourhood RURK trains on), 3 τ values, 10 draws,
 # 500 bootstrap resamples; three held-out retrains judge. docs/remediation.md explains why FGSM is not counted here.
 CONFIG = AuditConfig(probes=("gaussian",), taus=(0.0, 4 / 255, 8 / 255), draws=10, seed=0, bootstrap=500)
-# λ_a per model, as found by the verify loop's search (benchmarks/remediation.py --count-probes gaussian)
+# λ_a per model, as found by the verify loop's search (benchmarks/remediation.py --count-probes gaussian). Each
+# sits in a narrow pass window (GD passes at λ_a 0.0495, R 1.016, and at 0.0515, R 1.000; the original's edges
+# are in docs/remediation.md), but the window does not move with the CPU: under ATEN_CPU_CAPABILITY=default, avx2
+# and avx512 (and, for gd, oneDNN capped at AVX2) R_gauss came out 1.0064 (gd) and 1.0039 (original) every time
+# (docs/testing.md); the interval clears the band's edges by at least 0.0096 where the kernels moved R by < 0.0001.
+# The done-when still does not balance on that edge: the verify loop's search starts there, costs nothing more
+# where the value passes, and walks back into the window (bisection, ≤ 10 trials) on a machine that moves it.
 FOUND = {"original": 0.064, "gd": 0.0505}
 
 
 @pytest.mark.slow
+@pytest.mark.training
 @pytest.mark.parametrize("subject", sorted(FOUND))
 def test_rurk_turns_residual_knowledge_into_pass(subject):
     audit = Audit(
@@ -28,17 +35,22 @@ def test_rurk_turns_residual_knowledge_into_pass(subject):
         retain=FMNIST / "retain_subset.npz",
         test=FMNIST / "test.npz",
         lambda_neighbour=FOUND[subject],
+        search=True,
     )
     assert result.before.verdict.kind == "residual_knowledge"
     assert result.after.verdict.kind == "pass", result.summary()
     assert result.retain_drop_points <= 2.0 and result.success and result.exit_code == 0
     data = json.loads(result.to_json())
     assert data["kind"] == "remediation" and data["success"] is True and data["method"] == "rurk"
-    assert data["hyperparameters"]["lambda_neighbour"] == FOUND[subject]
+    trials = data["trials"]
+    assert trials[0]["hyperparameters"]["lambda_neighbour"] == FOUND[subject]  # the search starts at the found λ_a
+    assert trials[-1]["success"] and not any(t["success"] for t in trials[:-1])  # and stops at its first success
+    assert data["hyperparameters"] == trials[-1]["hyperparameters"]
     assert data["before"]["config"] == data["after"]["config"] and data["before"]["verdict"] == "residual_knowledge"
     assert data["retain_acc"]["after"] >= data["retain_acc"]["before"] - 0.02
 
 
+@pytest.mark.training
 def test_cli_remediate_writes_model_and_json(cli, tmp_path):
     out, report = tmp_path / "fixed.safetensors", tmp_path / "fixed.json"
     result = cli(

@@ -46,6 +46,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.training
 @pytest.mark.slow
 def test_rurk_ddp_matches_single_process(tmp_path):
     from unlearn_audit.remediation import run_rurk

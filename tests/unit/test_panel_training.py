@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -16,6 +17,7 @@ def _toy():
     return nn.Sequential(nn.Linear(5, 2)), x, y
 
 
+@pytest.mark.training
 def test_already_at_target_reads_zero_and_the_input_model_is_untouched():
     model, x, y = _toy()
     before = [p.detach().clone() for p in model.parameters()]
@@ -35,6 +37,7 @@ def test_already_at_target_reads_zero_and_the_input_model_is_untouched():
     }
 
 
+@pytest.mark.training
 def test_counts_epochs_until_the_target_and_is_deterministic():
     model, x, y = _toy()
     start = forget_loss(model, x, y)

@@ -48,6 +48,7 @@ def test_registered_and_presets():
         unlearn("rurk", model, forget, retain, lamda=0.1)
 
 
+@pytest.mark.training
 def test_one_step_is_algorithm_1():
     """τ = 0 makes the Gaussian neighbour the forget sample itself: one SGD step on CE_r − (λ_f + λ_a)·CE_f."""
     model, forget, retain = tiny()
@@ -66,6 +67,7 @@ def test_one_step_is_algorithm_1():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.training
 def test_step_budget_and_progress_report():
     model, forget, retain = tiny()
     seen: list[str] = []
@@ -129,6 +131,7 @@ def digits():
     )
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("kind", ["gaussian", "targeted-fgsm", "targeted-pgd", "vulnerable"])
 def test_rurk_is_deterministic_and_leaves_input_alone(digits, kind):
     model, forget, retain = digits
@@ -142,6 +145,7 @@ def test_rurk_is_deterministic_and_leaves_input_alone(digits, kind):
     assert a.meta.extra["method"] == "rurk" and json.loads(a.meta.extra["hparams"])["neighbours"] == kind
 
 
+@pytest.mark.training
 def test_rea_phases(digits):
     f = torch.eye(4)
     assert float(orthogonality_penalty(f)) == 0.0

@@ -30,6 +30,7 @@ def test_every_paper_baseline_is_registered():
     )
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("method", sorted(registered_methods()))
 def test_method_runs_and_records_itself(digits, method):
     model, forget, retain = digits
@@ -47,6 +48,7 @@ def test_method_runs_and_records_itself(digits, method):
     assert (predict(new, retain.x) == retain.y).float().mean() > 0.5
 
 
+@pytest.mark.training
 def test_methods_are_deterministic(digits):
     model, forget, retain = digits
     a = unlearn("ngd", model, forget, retain, seed=3, epochs=1)
@@ -54,6 +56,7 @@ def test_methods_are_deterministic(digits):
     assert sha256_state_dict(a) == sha256_state_dict(b)
 
 
+@pytest.mark.training
 def test_forgetting_methods_lower_forget_accuracy(fmnist_dir):
     model = load_model(fmnist_dir / "original.safetensors", device="cpu")
     forget = load_samples(fmnist_dir / "forget.npz")
@@ -72,6 +75,7 @@ def test_unknown_method_and_hparam(digits):
         unlearn("gd", model, forget, retain, lrr=0.1)
 
 
+@pytest.mark.training
 def test_unlearn_cli(cli, tmp_path):
     out = tmp_path / "cf.safetensors"
     args = ["--forget", DIGITS / "forget.csv", "--retain", DIGITS / "retain.csv"]
