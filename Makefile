@@ -21,12 +21,14 @@ $(STAMP):
 venv: $(STAMP)
 
 # Debian's Fashion-MNIST IDX files (the tests use the full dataset; the demo uses the bundled subset), and
-# Debian's headless-capable chromium for the report's browser test (tests/browser/).
+# Debian's headless-capable chromium with its chromium-driver (the same version) for the report's browser test
+# (tests/browser/, driven by Selenium; nothing is downloaded at test time).
 data:
 	@test -d $(FMNIST_DIR) || $(SUDO) apt-get install -y -qq dataset-fashion-mnist \
 		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
-	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -qq chromium \
-		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+	@(command -v chromium && command -v chromedriver) >/dev/null \
+		|| $(SUDO) apt-get install -y -qq chromium chromium-driver \
+		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
 
 demo: venv
 	$(BIN)/unlearn-audit demo

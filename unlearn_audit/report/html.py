@@ -73,6 +73,23 @@ def fmt_interval(entry: Any, digits: int = 3) -> str:
     return fmt(entry, digits)
 
 
+def decisive(probe: dict[str, Any]) -> tuple[str, Any]:
+    """The statistic a probe's verdict tested, with its label: ``("R", pooled)``, or ``("D", excess_pooled)`` where
+    a whole class was forgotten (``statistic == "excess"``: the references never recognise it and R is
+    undefined). Result files from before the excess rate have no ``statistic`` key: R."""
+    if probe.get("statistic") == "excess" and probe.get("excess_pooled"):
+        return "D", probe["excess_pooled"]
+    return "R", probe.get("pooled")
+
+
+def excess_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Per-τ D = p_m − p_ā for the tables, with the range the p_m and p_ā intervals allow (plots.excess_interval)."""
+    lo, hi = plots.excess_interval(row)
+    p_m, p_a = row["p_m"].get("value"), row["p_a"].get("value")
+    d = None if p_m is None or p_a is None else float(p_m) - float(p_a)
+    return {"value": d, "lo": lo, "hi": hi}
+
+
 def headline(kind: str) -> str:
     return HEADLINES.get(kind, f"Verdict: {kind}.")
 
@@ -108,14 +125,23 @@ def _panel(panel: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def audit_view(doc: dict[str, Any], prefix: str, thumbs: dict[str, str], thumb_note: str | None) -> dict[str, Any]:
     """Everything the template shows for one audit, computed from the (validated) JSON."""
+    policy = doc.get("policy") or {}
+    tau_max = policy.get("tau_max")
+    tau_range = (float(policy.get("tau_min") or 0.0), math.inf if tau_max is None else float(tau_max))
     probes = []
     for i, (name, p) in enumerate(doc.get("probes", {}).items()):
         hist = p.get("u_minus_v_histogram")
+        excess = decisive(p)[0] == "D"
         probes.append(
             {
                 "name": name,
                 "p": p,
-                "ratio_svg": plots.ratio_plot(name, p, f"{prefix}r{i}"),
+                "excess": excess,
+                "ratio_svg": (
+                    plots.excess_plot(name, p, f"{prefix}r{i}", tau_range)
+                    if excess
+                    else plots.ratio_plot(name, p, f"{prefix}r{i}")
+                ),
                 "rates_svg": plots.rates_plot(name, p, f"{prefix}p{i}"),
                 "hist_svg": plots.histogram_plot(name, hist, f"{prefix}h{i}") if hist else None,
             }
@@ -130,6 +156,7 @@ def audit_view(doc: dict[str, Any], prefix: str, thumbs: dict[str, str], thumb_n
         "prefix": prefix,
         "headline": headline(doc["verdict"]),
         "probes": probes,
+        "excess": [p["name"] for p in probes if p["excess"]],
         "screening": screening,
         "flagged": flagged[:200],
         "flagged_total": len(flagged),
@@ -151,8 +178,8 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(fmt=fmt, fmt_p=fmt_p, fmt_interval=fmt_interval)
-    env.globals["headline"] = headline
+    env.filters.update(fmt=fmt, fmt_p=fmt_p, fmt_interval=fmt_interval, excess_row=excess_row)
+    env.globals.update(headline=headline, decisive=decisive)
     return env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import PANEL_LABELS, PANEL_STRUCTURED, fmt, fmt_interval, fmt_p, headline
+from .html import PANEL_LABELS, PANEL_STRUCTURED, decisive, fmt, fmt_interval, fmt_p, headline
 
 MAX_FLAGGED = 10
 
@@ -99,9 +99,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ]
         for name, p in after["probes"].items():
             b = before["probes"].get(name)
-            lines.append(
-                f"| R pooled, {name} | {fmt_interval(b['pooled']) if b else '—'} | {fmt_interval(p['pooled'])} |"
-            )
+            stat, estimate = decisive(p)  # D where a whole class was forgotten
+            b_text = "—" if b is None else _decisive(b, prefix=decisive(b)[0] != stat)
+            lines.append(f"| {stat} pooled, {name} | {b_text} | {fmt_interval(estimate)} |")
         lines.append(f"| flagged samples | {len(before['flagged_samples'])} | {len(after['flagged_samples'])} |")
         for key in ("retain_acc", "test_acc"):
             entry = doc.get(key)
@@ -125,8 +125,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _decisive(probe: dict[str, Any]) -> str:
-    """The statistic that decided the probe's verdict: R, or D = p_m − p_ā for a whole forgotten class."""
-    if probe.get("statistic") == "excess" and probe.get("excess_pooled"):
-        return f"D = {fmt_interval(probe['excess_pooled'])}"
-    return fmt_interval(probe["pooled"])
+def _decisive(probe: dict[str, Any], prefix: bool = True) -> str:
+    """The statistic that decided the probe's verdict: R, or ``D = …`` (p_m − p_ā) for a whole forgotten class."""
+    stat, estimate = decisive(probe)
+    return f"{'D = ' if stat == 'D' and prefix else ''}{fmt_interval(estimate)}"
