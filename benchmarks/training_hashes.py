@@ -8,7 +8,7 @@ Each line is ``<name> <sha256>``: the sha256 of the output state dict (parameter
 unlearning method run on the bundled digits-tiny original, forget and retain sets, with small settings that still
 reach every code path (GA's early stop, NegGrad+'s forget-batch cycling, every RURK neighbour generator, both ReA
 phases, constant and cosine schedules, gradient clipping on and off), then the re-learn and reminiscence
-fine-tunes, then the sha256 of every file the reference-model builder writes for a set (``--builder-set``).
+fine-tunes, then RURK under torch.distributed (two gloo processes; ``--no-ddp`` skips it), then the sha256 of every file the reference-model builder writes for a set (``--builder-set``).
 
 The numbers are only comparable on one machine, one kernel set (``ATEN_CPU_CAPABILITY``) and one thread count
 (``--threads``): run it before and after a change under the same conditions and diff the two outputs.
@@ -90,6 +90,40 @@ def method_hashes(emit: Callable[[str, str], None]) -> None:
     emit("reminiscence-classwise", _digest_json(steps.to_dict()))
 
 
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from unlearn_audit.remediation import resolve_settings, run_rurk
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = load_model(DIGITS / "original.safetensors", device="cpu")
+        forget = load_samples(DIGITS / "forget.csv")
+        retain = load_samples(DIGITS / "retain.csv")
+        run_rurk(model, forget, retain, resolve_settings(max_steps=6, batch_size=64, neighbour_draws=2), seed=1)
+        Path(out, f"rank{rank}.txt").write_text(sha256_state_dict(model))
+    finally:
+        dist.destroy_process_group()
+
+
+def ddp_hashes(emit: Callable[[str, str], None]) -> None:
+    """RURK under torch.distributed: two gloo processes on this CPU, each rank's weights."""
+    import os
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_ddp_worker, args=(2, port, tmp), nprocs=2, join=True)
+        for rank in range(2):
+            emit(f"rurk-ddp-rank{rank}", Path(tmp, f"rank{rank}.txt").read_text())
+
+
 def builder_hashes(set_name: str, emit: Callable[[str, str], None]) -> None:
     sys.path.insert(0, str(ROOT / "reference_models"))
     import build  # type: ignore[import-not-found]
@@ -106,6 +140,7 @@ def builder_hashes(set_name: str, emit: Callable[[str, str], None]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--builder-set", default="digits-tiny", help="digits-tiny, fmnist-small or none")
+    parser.add_argument("--no-ddp", action="store_true", help="skip the two-process RURK run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (hashes depend on it)")
     parser.add_argument("--out", type=Path, help="also write the lines to this file")
     args = parser.parse_args(argv)
@@ -117,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
 
     method_hashes(emit)
+    if not args.no_ddp:
+        ddp_hashes(emit)
     if args.builder_set != "none":
         builder_hashes(args.builder_set, emit)
     if args.out is not None:
