@@ -185,3 +185,23 @@ def test_remediate_needs_retain_and_cli_bad_input(cli, tmp_path):
             DIGITS / "retrain-1.safetensors", "--preset", "huge"),
         "preset 'huge'",
     )
+
+
+def test_rea_defaults_come_from_its_settings_and_the_cli_overrides_them(cli, tmp_path):
+    import dataclasses
+
+    from unlearn_audit.remediation import ReASettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ReASettings)}
+    assert method_defaults("rea") == defaults  # one place: the registry reads the dataclass
+    out = tmp_path / "rea.safetensors"
+    args = ["--forget", DIGITS / "forget.csv", "--retain", DIGITS / "retain.csv", "-o", out]
+    params = ["--param", "erase_epochs=1", "--param", "replay-epochs=0", "--param", "erase_lr=0.02"]
+    result = cli("unlearn", "rea", DIGITS / "original.safetensors", *args, *params)
+    assert result.code == 0, result.err
+    recorded = json.loads(load_model(out, device="cpu").meta.extra["hparams"])
+    assert recorded == {**defaults, "erase_epochs": 1, "replay_epochs": 0, "erase_lr": 0.02}
+    assert_one_line_error(
+        cli("unlearn", "rea", DIGITS / "original.safetensors", *args, "--param", "erase_rate=1"),
+        "unknown hyper-parameter(s) erase_rate",
+    )

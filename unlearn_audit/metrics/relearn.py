@@ -24,7 +24,7 @@ from torch import nn
 
 from ..inference import predict_logits
 from ..progress import NULL_PROGRESS, Progress
-from ..training import seeded_generator
+from ..training import Batch, TrainConfig, make_sgd, run_sgd, seeded_generator
 
 
 @dataclass(frozen=True)
@@ -87,22 +87,20 @@ def relearn_epochs(
     if device is not None:
         net = net.to(device)
     dev = next(net.parameters()).device
-    params = [p for p in net.parameters()]
-    for p in params:
+    for p in net.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=0.0)
-    gen = seeded_generator(seed)
+    epoch_cfg = TrainConfig(1, settings.lr, settings.momentum, 0.0, settings.batch_size, seed, "constant")
+    opt, order = make_sgd(net, epoch_cfg), seeded_generator(seed)  # one optimiser and batch order throughout
+
+    def cross_entropy(batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(net(x[batch.rows].to(dev)), y[batch.rows].to(dev))
+
     losses = [forget_loss(net, x, y)]
     task = progress.start(description, settings.cap)
     try:
         epoch = 0
         while losses[-1] > target_loss and epoch < settings.cap:
-            _freeze_batchnorm(net)
-            for idx in torch.randperm(x.shape[0], generator=gen).split(settings.batch_size):
-                loss = F.cross_entropy(net(x[idx].to(dev)), y[idx].to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            run_sgd(net, cross_entropy, x.shape[0], epoch_cfg, optimizer=opt, order=order, train_mode=_freeze_batchnorm)
             epoch += 1
             losses.append(forget_loss(net, x, y))
             task.advance(1)

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inference import predict
-from ..progress import NULL_PROGRESS, Progress
-from ..training import TrainConfig, seeded_generator, train_classifier
+from ..progress import NULL_PROGRESS, Progress, ProgressTask
+from ..training import Batch, TrainConfig, run_sgd, seeded_generator, train_classifier
 
 SAMPLEWISE_SCHEDULE = ((3, 0.01), (3, 0.005))
 CLASSWISE_LRS = (1e-3, 3e-3, 6e-3, 1.2e-2)
@@ -127,6 +127,39 @@ def _reached(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> bool:
     return bool((predict(net, x) == y).float().mean().item() >= CLASSWISE_TARGET)
 
 
+def _relearn_class(
+    net: nn.Module,
+    attack_x: torch.Tensor,
+    attack_y: torch.Tensor,
+    retain_x: Any,
+    retain_y: torch.Tensor,
+    lr: float,
+    gen: torch.Generator,
+    task: ProgressTask,
+) -> int:
+    """SGD (momentum 0.9) on the attacker's images in turn, one per step, each with ``CLASSWISE_MIX`` random
+    retain rows, until 90 % of them are classified right or ``CLASSWISE_CAP`` steps; returns the steps taken."""
+    dev = next(net.parameters()).device
+    for p in net.parameters():
+        p.requires_grad_(True)
+
+    def mixed(batch: Batch) -> torch.Tensor:
+        mix = torch.randint(0, retain_y.shape[0], (CLASSWISE_MIX,), generator=gen)
+        xb = torch.cat([attack_x[batch.rows], retain_x[mix]]).to(dev)
+        yb = torch.cat([attack_y[batch.rows], retain_y[mix]]).to(dev)
+        return F.cross_entropy(net(xb), yb)
+
+    def reached(batch: Batch, loss: torch.Tensor) -> bool:
+        return _reached(net, attack_x, attack_y)
+
+    n = attack_x.shape[0]
+    cfg = TrainConfig(math.ceil(CLASSWISE_CAP / n), lr, 0.9, 0.0, 1, 0, "constant")
+    return run_sgd(
+        net, mixed, n, cfg, shuffle=False, max_steps=CLASSWISE_CAP, stop_when=reached, train_mode=nn.Module.train,
+        task=task,
+    )  # fmt: skip
+
+
 def classwise_steps(
     model: nn.Module,
     attack_x: torch.Tensor,
@@ -150,25 +183,10 @@ def classwise_steps(
             net = copy.deepcopy(model)
             if device is not None:
                 net = net.to(device)
-            dev = next(net.parameters()).device
-            for p in net.parameters():
-                p.requires_grad_(True)
-            opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-            gen = seeded_generator(seed * 7919 + li)
-
-            step = 0
-            done = _reached(net, attack_x, attack_y)
-            while not done and step < CLASSWISE_CAP:
-                mix = torch.randint(0, retain_y.shape[0], (CLASSWISE_MIX,), generator=gen)
-                xb = torch.cat([attack_x[step % attack_x.shape[0]][None], retain_x[mix]]).to(dev)
-                yb = torch.cat([attack_y[step % attack_x.shape[0]][None], retain_y[mix]]).to(dev)
-                net.train()
-                loss = F.cross_entropy(net(xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                task.advance(1)
+            step, done = 0, _reached(net, attack_x, attack_y)
+            if not done:
+                gen = seeded_generator(seed * 7919 + li)
+                step = _relearn_class(net, attack_x, attack_y, retain_x, retain_y, lr, gen, task)
                 done = _reached(net, attack_x, attack_y)
             task.advance(CLASSWISE_CAP - step)
             steps[lr] = step if done else CLASSWISE_CAP + 1

@@ -15,6 +15,7 @@ code. Knob names are ours.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,11 +30,15 @@ from ..io.models import AuditableModel
 from ..io.samples import Samples
 from ..probes.base import random_targets
 from ..progress import NULL_PROGRESS, Progress
-from ..training import batches, seeded_generator
+from ..training import Batch, TrainConfig, planned_steps, run_sgd, seeded_generator, training_task
+from ..unlearning.registry import hyperparameters
 
 
 @dataclass(frozen=True)
 class ReASettings:
+    """Every knob of a ReA run, and the one place their defaults are written: the registry's ``rea`` method
+    (and so ``method_defaults("rea")`` and the CLI's ``--param``) takes its keyword signature from these fields."""
+
     lambda_random: float = 1.0
     lambda_orthogonal: float = 0.1
     erase_epochs: int = 2
@@ -48,8 +53,9 @@ class ReASettings:
 
     def __post_init__(self) -> None:
         for name in ("erase_epochs", "replay_epochs", "batch_size"):
-            if int(getattr(self, name)) < (0 if name != "batch_size" else 1):
-                raise ConfigError(f"rea: {name}={getattr(self, name)} must not be negative")
+            least = 1 if name == "batch_size" else 0
+            if int(getattr(self, name)) < least:
+                raise ConfigError(f"rea: {name}={getattr(self, name)} must be at least {least}")
         for name in ("lambda_random", "lambda_orthogonal", "erase_lr", "replay_lr", "l1", "weight_decay", "grad_clip"):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value < 0:
@@ -92,93 +98,48 @@ def run_rea(
     """Train ``model`` in place with both phases and return it in eval mode. Deterministic for a fixed seed."""
     if len(forget) == 0 or len(retain) == 0:
         raise ConfigError("rea needs a non-empty forget set and a non-empty retain set")
+    s = settings
     device = model_device(model)
     num_classes = model.meta.num_classes or int(max(int(forget.y.max()), int(retain.y.max())) + 1)
     captured: dict[str, torch.Tensor] = {}
     hook = final_linear(model).register_forward_hook(lambda _m, inputs, _o: captured.__setitem__("f", inputs[0]))
     params = [p for p in model.parameters() if p.requires_grad]
-    bs = settings.batch_size
-    erase_steps = settings.erase_epochs * math.ceil(len(forget) / bs)
-    replay_steps = settings.replay_epochs * math.ceil(len(retain) / bs)
-    order_gen, label_gen = seeded_generator(seed), seeded_generator(seed + 1)
-    task = progress.start("rea", erase_steps + replay_steps)
-    model.train()
+    erase = TrainConfig(s.erase_epochs, s.erase_lr, s.momentum, s.weight_decay, s.batch_size, seed, "constant")
+    replay = TrainConfig(s.replay_epochs, s.replay_lr, s.momentum, s.weight_decay, s.batch_size, seed, "linear")
+    order, label_gen = seeded_generator(seed), seeded_generator(seed + 1)  # one batch order across both phases
+    terms: dict[str, torch.Tensor] = {}
+
+    def erase_loss(batch: Batch) -> torch.Tensor:
+        x, y = forget.x[batch.rows].to(device), forget.y[batch.rows]
+        targets = random_targets(y, num_classes, label_gen).to(device)
+        terms["random"] = F.cross_entropy(model(x), targets)
+        terms["orth"] = orthogonality_penalty(captured["f"])
+        return s.lambda_random * terms["random"] + s.lambda_orthogonal * terms["orth"]
+
+    def replay_loss(batch: Batch) -> torch.Tensor:
+        x, y = retain.x[batch.rows].to(device), retain.y[batch.rows].to(device)
+        terms["ce"] = F.cross_entropy(model(x), y)
+        l1 = sum(p.abs().sum() for p in params) if s.l1 > 0 else torch.zeros((), device=device)
+        return terms["ce"] + s.l1 * l1
+
+    def erase_info(batch: Batch, loss: torch.Tensor) -> str:
+        return f"erase: CE(random) {terms['random'].item():.3f} orth {terms['orth'].item():.4f}"
+
+    def replay_info(batch: Batch, loss: torch.Tensor) -> str:
+        return f"replay: CE(retain) {terms['ce'].item():.3f}"
+
+    total = planned_steps(len(forget), erase) + planned_steps(len(retain), replay)
+    phase = functools.partial(run_sgd, model, order=order, grad_clip=s.grad_clip, train_mode=nn.Module.train)
     try:
-        opt = torch.optim.SGD(
-            params, lr=settings.erase_lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-        )
-        for _ in range(settings.erase_epochs):
-            for idx in batches(len(forget), bs, order_gen):
-                x, y = forget.x[idx].to(device), forget.y[idx]
-                targets = random_targets(y, num_classes, label_gen).to(device)
-                random_ce = F.cross_entropy(model(x), targets)
-                orth = orthogonality_penalty(captured["f"])
-                loss = settings.lambda_random * random_ce + settings.lambda_orthogonal * orth
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                opt.step()
-                task.advance(1)
-                task.update(info=f"erase: CE(random) {random_ce.item():.3f} orth {orth.item():.4f}")
-        opt = torch.optim.SGD(
-            params, lr=settings.replay_lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-        )
-        step = 0
-        for _ in range(settings.replay_epochs):
-            for idx in batches(len(retain), bs, order_gen):
-                for group in opt.param_groups:
-                    group["lr"] = settings.replay_lr * (1 - step / max(replay_steps, 1))
-                x, y = retain.x[idx].to(device), retain.y[idx].to(device)
-                ce = F.cross_entropy(model(x), y)
-                l1 = sum(p.abs().sum() for p in params) if settings.l1 > 0 else torch.zeros((), device=device)
-                loss = ce + settings.l1 * l1
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                opt.step()
-                step += 1
-                task.advance(1)
-                task.update(info=f"replay: CE(retain) {ce.item():.3f}")
+        with training_task(model, progress, "rea", total) as task:
+            phase(erase_loss, len(forget), erase, info=erase_info, task=task)
+            phase(replay_loss, len(retain), replay, info=replay_info, task=task)
     finally:
         hook.remove()
-        task.close()
-        model.eval()
     return model
 
 
-def rea(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    lambda_random: float = 1.0,
-    lambda_orthogonal: float = 0.1,
-    erase_epochs: int = 2,
-    erase_lr: float = 0.01,
-    replay_epochs: int = 3,
-    replay_lr: float = 0.01,
-    l1: float = 1e-5,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    grad_clip: float = 1.0,
-) -> AuditableModel:
-    """ReA dual-phase remediation (registry entry ``"rea"``)."""
-    settings = ReASettings(
-        lambda_random=lambda_random,
-        lambda_orthogonal=lambda_orthogonal,
-        erase_epochs=erase_epochs,
-        erase_lr=erase_lr,
-        replay_epochs=replay_epochs,
-        replay_lr=replay_lr,
-        l1=l1,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        grad_clip=grad_clip,
-    )
-    return run_rea(model, forget, retain, settings, seed=seed, progress=progress)
+rea = hyperparameters(ReASettings)(run_rea)
+rea.__doc__ = (
+    """ReA dual-phase remediation (registry entry ``"rea"``); hyper-parameters and defaults: :class:`ReASettings`."""
+)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -41,7 +40,8 @@ from ..io.models import AuditableModel
 from ..io.samples import Samples
 from ..probes.base import random_targets
 from ..progress import NULL_PROGRESS, Progress
-from ..training import batches, cycle_batches, seeded_generator
+from ..training import Batch, TrainConfig, planned_steps, run_sgd, seeded_generator
+from ..unlearning.registry import hyperparameters
 
 Neighbours = Literal["gaussian", "targeted-fgsm", "targeted-pgd", "vulnerable"]
 NEIGHBOURS: tuple[str, ...] = ("gaussian", "targeted-fgsm", "targeted-pgd", "vulnerable")
@@ -116,12 +116,6 @@ class RURKLog:
     forget_loss: float = float("nan")
     neighbour_loss: float = float("nan")
     seconds: float = 0.0
-
-
-def _lr(settings: RURKSettings, step: int, total: int) -> float:
-    if settings.schedule == "constant" or total <= 1:
-        return settings.lr
-    return 0.5 * settings.lr * (1 + math.cos(math.pi * step / total))
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -243,69 +237,53 @@ def run_rurk(
 
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     rank, world = rank_world or (0, 1)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    order_gen = seeded_generator(seed)
-    forget_batches = cycle_batches(len(forget), settings.batch_size, seeded_generator(seed + 1))
+    s = settings
+    cfg = TrainConfig(s.epochs, s.lr, s.momentum, s.weight_decay, s.batch_size, seed, s.schedule)
     noise_gen = seeded_generator(seed * 1000 + 2 + rank)
-    per_epoch = math.ceil(len(retain) / settings.batch_size)
-    total = min(settings.epochs * per_epoch, settings.max_steps)
-    autocast = _autocast(device, settings.precision)
-    bounds = forget.bounds
+    total = planned_steps(len(retain), cfg, s.max_steps)
+    autocast = _autocast(device, s.precision)
     record = log if log is not None else RURKLog()
+    terms: dict[str, torch.Tensor] = {}
     smooth: dict[str, float] = {}
 
-    def retain_order() -> Iterator[torch.Tensor]:
-        while True:
-            yield from batches(len(retain), settings.batch_size, order_gen)
+    def loss(batch: Batch) -> torch.Tensor:
+        assert batch.paired is not None
+        xr, yr = _to(retain.x[batch.rows], device, channels_last), retain.y[batch.rows].to(device)
+        xf, yf = _to(forget.x[batch.paired], device, channels_last), forget.y[batch.paired].to(device)
+        x_near, y_near, sign = _neighbours(model, xf, yf, s, noise_gen, forget.bounds, num_classes, autocast)
+        # One forward pass over [retain | forget | neighbours]: cheaper, and DDP-safe (one forward per backward).
+        with autocast:
+            logits = trained(torch.cat([xr, xf, x_near])).float()
+        nr, nf = xr.shape[0], xf.shape[0]
+        terms["retain"] = F.cross_entropy(logits[:nr], yr)
+        terms["forget"] = F.cross_entropy(logits[nr : nr + nf], yf)
+        terms["neighbour"] = F.cross_entropy(logits[nr + nf :], y_near)
+        return terms["retain"] - s.lambda_forget * terms["forget"] + sign * s.lambda_neighbour * terms["neighbour"]
 
-    task = progress.start("rurk", total)
+    def info(batch: Batch, _loss: torch.Tensor) -> str:
+        for key, term in terms.items():
+            value = float(term.detach())
+            smooth[key] = value if key not in smooth else 0.9 * smooth[key] + 0.1 * value
+        return (
+            f"step {batch.step + 1}/{total} CE retain {smooth['retain']:.3f} forget {smooth['forget']:.3f} "
+            f"neighbour {smooth['neighbour']:.3f}"
+        )
+
     started = time.perf_counter()
-    trained.train()
-    step = 0
-    try:
-        for idx in retain_order():
-            if step >= total:
-                break
-            fidx = next(forget_batches)
-            idx, fidx = idx[rank::world], fidx[rank::world]
-            for group in opt.param_groups:
-                group["lr"] = _lr(settings, step, total)
-            xr = _to(retain.x[idx], device, channels_last)
-            yr = retain.y[idx].to(device)
-            xf = _to(forget.x[fidx], device, channels_last)
-            yf = forget.y[fidx].to(device)
-            x_near, y_near, sign = _neighbours(model, xf, yf, settings, noise_gen, bounds, num_classes, autocast)
-            # One forward pass over [retain | forget | neighbours]: cheaper, and DDP-safe (one forward per backward).
-            with autocast:
-                logits = trained(torch.cat([xr, xf, x_near])).float()
-            nr, nf = xr.shape[0], xf.shape[0]
-            retain_ce = F.cross_entropy(logits[:nr], yr)
-            forget_ce = F.cross_entropy(logits[nr : nr + nf], yf)
-            near_ce = F.cross_entropy(logits[nr + nf :], y_near)
-            neighbour_ce = float(near_ce.detach())
-            loss = retain_ce - settings.lambda_forget * forget_ce + sign * settings.lambda_neighbour * near_ce
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            opt.step()
-            step += 1
-            for key, value in (
-                ("retain", float(retain_ce.detach())),
-                ("forget", float(forget_ce.detach())),
-                ("neighbour", neighbour_ce),
-            ):
-                smooth[key] = value if key not in smooth else 0.9 * smooth[key] + 0.1 * value
-            task.advance(1)
-            task.update(
-                info=f"step {step}/{total} CE retain {smooth['retain']:.3f} forget {smooth['forget']:.3f} "
-                f"neighbour {smooth['neighbour']:.3f}"
-            )
-    finally:
-        task.close()
-        model.eval()
-    record.steps = step
+    record.steps = run_sgd(
+        model,
+        loss,
+        len(retain),
+        cfg,
+        paired_rows=len(forget),
+        max_steps=s.max_steps,
+        grad_clip=s.grad_clip,
+        info=info,
+        train_mode=lambda _model: trained.train(),
+        shard=(rank, world),
+        progress=progress,
+        description="rurk",
+    )
     record.retain_loss = smooth.get("retain", float("nan"))
     record.forget_loss = smooth.get("forget", float("nan"))
     record.neighbour_loss = smooth.get("neighbour", float("nan"))
@@ -315,47 +293,5 @@ def run_rurk(
     return model
 
 
-def rurk(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    preset: str = "small",
-    lambda_forget: float | None = None,
-    lambda_neighbour: float | None = None,
-    tau: float = 0.03,
-    neighbours: str = "gaussian",
-    neighbour_draws: int = 1,
-    pgd_steps: int = 10,
-    epochs: int = 2,
-    max_steps: int = 200,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    grad_clip: float = 1.0,
-    schedule: str = "cosine",
-    precision: str = "fp32",
-) -> AuditableModel:
-    """RURK (registry entry ``"rurk"``). ``lambda_forget`` / ``lambda_neighbour`` default to the preset's."""
-    settings = resolve_settings(
-        preset,
-        lambda_forget=lambda_forget,
-        lambda_neighbour=lambda_neighbour,
-        tau=tau,
-        neighbours=neighbours,
-        neighbour_draws=neighbour_draws,
-        pgd_steps=pgd_steps,
-        epochs=epochs,
-        max_steps=max_steps,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        grad_clip=grad_clip,
-        schedule=schedule,
-        precision=precision,
-    )
-    return run_rurk(model, forget, retain, settings, seed=seed, progress=progress)
+rurk = hyperparameters(RURKSettings, build=resolve_settings, unset=("lambda_forget", "lambda_neighbour"))(run_rurk)
+rurk.__doc__ = """RURK (registry entry ``"rurk"``). ``lambda_forget`` / ``lambda_neighbour`` default to the preset's."""

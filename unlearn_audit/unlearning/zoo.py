@@ -6,7 +6,8 @@ says how (see also docs/reproduction.md).
 
 from __future__ import annotations
 
-import math
+import copy
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,17 @@ from ..inference import model_device
 from ..io.models import AuditableModel
 from ..io.samples import Samples
 from ..progress import Progress
-from ..training import TrainConfig, batches, seeded_generator, set_train_mode, train_classifier
-from .registry import register_method
+from ..training import (
+    Batch,
+    SGDSettings,
+    make_sgd,
+    planned_steps,
+    run_sgd,
+    seeded_generator,
+    train_classifier,
+    training_task,
+)
+from .registry import hyperparameters, register_method
 
 
 def parameter_layers(model: nn.Module) -> list[nn.Module]:
@@ -32,19 +42,14 @@ def _last_layers(model: nn.Module, k: int) -> list[nn.Module]:
     return layers[-k:]
 
 
+@dataclass(frozen=True)
+class NGDSettings(SGDSettings):
+    noise_std: float = 0.03
+
+
+@hyperparameters(NGDSettings)
 def ngd(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    epochs: int = 10,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    noise_std: float = 0.03,
+    model: AuditableModel, forget: Samples, retain: Samples, s: NGDSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """NGD: GD on the retain set with Gaussian noise (std ``noise_std``) added to every gradient."""
     gen = torch.Generator(device="cpu").manual_seed(seed + 7)
@@ -52,23 +57,29 @@ def ngd(
     def add_noise(net: nn.Module, step: int) -> None:
         for p in net.parameters():
             if p.grad is not None:
-                p.grad.add_(torch.randn(p.grad.shape, generator=gen).to(p.grad.device) * noise_std)
+                p.grad.add_(torch.randn(p.grad.shape, generator=gen).to(p.grad.device) * s.noise_std)
 
-    cfg = TrainConfig(epochs, lr, momentum, weight_decay, batch_size, seed)
-    return train_classifier(model, retain.x, retain.y, cfg, progress=progress, description="ngd", grad_hook=add_noise)  # type: ignore[return-value]
+    train_classifier(
+        model, retain.x, retain.y, s.config(seed), progress=progress, description="ngd", grad_hook=add_noise
+    )
+    return model
+
+
+@dataclass(frozen=True)
+class LastLayersSettings(SGDSettings):
+    k: int = 3
 
 
 def _train_last(
     model: AuditableModel,
     retain: Samples,
-    k: int,
+    s: LastLayersSettings,
     reinit: bool,
     seed: int,
     progress: Progress,
-    cfg: TrainConfig,
     name: str,
 ) -> AuditableModel:
-    layers = _last_layers(model.net, k)
+    layers = _last_layers(model.net, s.k)
     trainable = {id(p) for layer in layers for p in layer.parameters(recurse=False)}
     saved = {id(p): p.requires_grad for p in model.parameters()}
     torch.manual_seed(seed)
@@ -81,112 +92,76 @@ def _train_last(
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     try:
-        train_classifier(model, retain.x, retain.y, cfg, progress=progress, description=name)
+        train_classifier(model, retain.x, retain.y, s.config(seed), progress=progress, description=name)
     finally:
         for p in model.parameters():
             p.requires_grad_(saved[id(p)])
     return model
 
 
+@hyperparameters(LastLayersSettings)
 def eu_k(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    k: int = 3,
-    epochs: int = 10,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
+    model: AuditableModel, forget: Samples, retain: Samples, s: LastLayersSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """EU-k (exact unlearning of the last k layers): re-initialise the last ``k`` parameterised layers and
     retrain only them on the retain set; the rest of the network is frozen."""
-    cfg = TrainConfig(epochs, lr, momentum, weight_decay, batch_size, seed)
-    return _train_last(model, retain, k, True, seed, progress, cfg, "eu-k")
+    return _train_last(model, retain, s, True, seed, progress, "eu-k")
 
 
+@hyperparameters(LastLayersSettings)
 def cf_k(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    k: int = 3,
-    epochs: int = 10,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
+    model: AuditableModel, forget: Samples, retain: Samples, s: LastLayersSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """CF-k (catastrophic forgetting of the last k layers): fine-tune only the last ``k`` layers on retain."""
-    cfg = TrainConfig(epochs, lr, momentum, weight_decay, batch_size, seed)
-    return _train_last(model, retain, k, False, seed, progress, cfg, "cf-k")
+    return _train_last(model, retain, s, False, seed, progress, "cf-k")
 
 
+@dataclass(frozen=True)
+class ScrubSettings(SGDSettings):
+    epochs: int = 5
+    lr: float = 5e-4
+    max_steps_epochs: int = 2
+    alpha: float = 0.001
+    gamma: float = 0.99
+    temperature: float = 4.0
+
+
+@hyperparameters(ScrubSettings)
 def scrub(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    epochs: int = 5,
-    max_steps_epochs: int = 2,
-    lr: float = 5e-4,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    alpha: float = 0.001,
-    gamma: float = 0.99,
-    temperature: float = 4.0,
+    model: AuditableModel, forget: Samples, retain: Samples, s: ScrubSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """SCRUB (Kurmanji et al. 2023): the student starts as the model, the frozen teacher is the model.
 
     Each epoch: (first ``max_steps_epochs`` epochs only) a max-step pass over the forget set that *increases*
     KL(teacher ‖ student); then a min-step pass over the retain set minimising
-    ``alpha·KL(teacher ‖ student) + gamma·CE``. Temperature-scaled KL as in the authors' code.
+    ``alpha·KL(teacher ‖ student) + gamma·CE``. Temperature-scaled KL as in the authors' code. Constant rate.
     """
-    import copy
-
     device = model_device(model)
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    gen = seeded_generator(seed)
 
     def kl(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            t = F.log_softmax(teacher(x) / temperature, dim=1)
-        s = F.log_softmax(model(x) / temperature, dim=1)
-        return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
+            t = F.log_softmax(teacher(x) / s.temperature, dim=1)
+        student = F.log_softmax(model(x) / s.temperature, dim=1)
+        return F.kl_div(student, t, log_target=True, reduction="batchmean") * s.temperature**2
 
-    per_epoch = math.ceil(len(retain) / batch_size) + math.ceil(len(forget) / batch_size)
-    task = progress.start("scrub", epochs * per_epoch)
-    try:
-        for epoch in range(epochs):
-            set_train_mode(model)
-            if epoch < max_steps_epochs:
-                for idx in batches(len(forget), batch_size, gen):
-                    loss = -kl(forget.x[idx].to(device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    task.advance(1)
-            for idx in batches(len(retain), batch_size, gen):
-                x, y = retain.x[idx].to(device), retain.y[idx].to(device)
-                loss = alpha * kl(x) + gamma * F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                task.advance(1)
-    finally:
-        task.close()
-        model.eval()
+    def max_step(batch: Batch) -> torch.Tensor:
+        return -kl(forget.x[batch.rows].to(device))
+
+    def min_step(batch: Batch) -> torch.Tensor:
+        x, y = retain.x[batch.rows].to(device), retain.y[batch.rows].to(device)
+        return s.alpha * kl(x) + s.gamma * F.cross_entropy(model(x), y)
+
+    one_pass = replace(s, epochs=1).config(seed, "constant")
+    opt, order = make_sgd(model, s), seeded_generator(seed)  # shared by both passes of every epoch
+    per_epoch = planned_steps(len(retain), one_pass) + planned_steps(len(forget), one_pass)
+    with training_task(model, progress, "scrub", s.epochs * per_epoch) as task:
+        for epoch in range(s.epochs):
+            if epoch < s.max_steps_epochs:
+                run_sgd(model, max_step, len(forget), one_pass, optimizer=opt, order=order, task=task)
+            run_sgd(model, min_step, len(retain), one_pass, optimizer=opt, order=order, task=task)
     return model
 
 
@@ -217,22 +192,22 @@ def diagonal_fisher(model: nn.Module, samples: Samples, batch_size: int = 128) -
     return {k: v / max(1, len(samples)) for k, v in total.items()}
 
 
+@dataclass(frozen=True)
+class SSDSettings:
+    dampening: float = 1.0
+    selection: float = 10.0
+    batch_size: int = 128
+
+
+@hyperparameters(SSDSettings)
 def ssd(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    dampening: float = 1.0,
-    selection: float = 10.0,
-    batch_size: int = 128,
+    model: AuditableModel, forget: Samples, retain: Samples, s: SSDSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """SSD (Foster et al. 2024): parameters far more important to the forget set than to the data
     (``I_f > selection · I_d``, diagonal Fisher) are dampened: θ ← θ · min(dampening · I_d / I_f, 1).
     ``I_d`` uses forget ∪ retain, as in the paper."""
     task = progress.start("ssd: fisher", 2)
-    i_forget = diagonal_fisher(model, forget, batch_size)
+    i_forget = diagonal_fisher(model, forget, s.batch_size)
     task.advance(1)
     full = Samples(
         torch.cat([forget.x[:], retain.x[:]]),
@@ -242,40 +217,40 @@ def ssd(
         forget.bounds,
         "forget+retain",
     )
-    i_data = diagonal_fisher(model, full, batch_size)
+    i_data = diagonal_fisher(model, full, s.batch_size)
     task.advance(1)
     task.close()
     with torch.no_grad():
         for name, p in model.named_parameters():
             f, d = i_forget[name], i_data[name]
-            select = f > selection * d
-            factor = torch.clamp(dampening * d / f.clamp_min(1e-20), max=1.0)
+            select = f > s.selection * d
+            factor = torch.clamp(s.dampening * d / f.clamp_min(1e-20), max=1.0)
             p.mul_(torch.where(select, factor, torch.ones_like(p)))
     return model
 
 
+@dataclass(frozen=True)
+class FisherSettings:
+    alpha: float = 1e-6
+    batch_size: int = 128
+    max_std: float = 0.01
+
+
+@hyperparameters(FisherSettings)
 def fisher_forgetting(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    alpha: float = 1e-6,
-    batch_size: int = 128,
-    max_std: float = 0.01,
+    model: AuditableModel, forget: Samples, retain: Samples, s: FisherSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """Fisher forgetting (Golatkar et al. 2020), diagonal approximation: add Gaussian noise with variance
     ``alpha / F_retain`` per parameter (clamped at ``max_std``), so weights the retain set does not pin down
     are scrambled. Approximated: diagonal empirical Fisher instead of the full Fisher/Hessian."""
     task = progress.start("fisher forgetting", 1)
-    f_retain = diagonal_fisher(model, retain, batch_size)
+    f_retain = diagonal_fisher(model, retain, s.batch_size)
     task.advance(1)
     task.close()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            std = torch.sqrt(alpha / f_retain[name].clamp_min(1e-12)).clamp(max=max_std)
+            std = torch.sqrt(s.alpha / f_retain[name].clamp_min(1e-12)).clamp(max=s.max_std)
             p.add_(torch.randn(p.shape, generator=gen).to(p.device) * std)
     return model
 
@@ -323,14 +298,16 @@ def _grad_softmax_regression(feats: torch.Tensor, y: torch.Tensor, w: torch.Tens
     return (p.T @ x).reshape(-1)  # summed gradient [C*(d+1)]
 
 
+@dataclass(frozen=True)
+class HeadSettings:
+    """The ridge (L2) regularisation of the last-layer model CR and NTK solve."""
+
+    reg: float = 1e-3
+
+
+@hyperparameters(HeadSettings)
 def cr(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    reg: float = 1e-3,
+    model: AuditableModel, forget: Samples, retain: Samples, s: HeadSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """CR (certified-removal style, Guo et al. 2020): one Newton step on the final linear layer that removes
     the forget samples' contribution to the (L2-regularised) softmax-regression loss on frozen features:
@@ -341,7 +318,7 @@ def cr(
     r_feat = _penultimate(model, retain, head)
     task.advance(1)
     w = torch.cat([head.weight.detach().double(), head.bias.detach().double()[:, None]], 1)
-    h = _softmax_regression_hessian(r_feat, w, reg)
+    h = _softmax_regression_hessian(r_feat, w, s.reg)
     g = _grad_softmax_regression(f_feat, forget.y, w) / len(retain)
     step = torch.linalg.solve(h, g).reshape(w.shape)
     task.advance(1)
@@ -353,14 +330,9 @@ def cr(
     return model
 
 
+@hyperparameters(HeadSettings)
 def ntk(
-    model: AuditableModel,
-    forget: Samples,
-    retain: Samples,
-    *,
-    seed: int,
-    progress: Progress,
-    reg: float = 1e-3,
+    model: AuditableModel, forget: Samples, retain: Samples, s: HeadSettings, *, seed: int, progress: Progress
 ) -> AuditableModel:
     """NTK forgetting (Golatkar et al. 2020b), approximated on the final layer.
 
@@ -384,7 +356,7 @@ def ntk(
     scale = float(((phi_r @ w) * onehot_r).sum() / onehot_r.sum())
 
     def ridge(phi: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        gram = phi.T @ phi + reg * phi.shape[0] * torch.eye(phi.shape[1], dtype=torch.float64)
+        gram = phi.T @ phi + s.reg * phi.shape[0] * torch.eye(phi.shape[1], dtype=torch.float64)
         return torch.linalg.solve(gram, phi.T @ (F.one_hot(y, classes).double() * scale))
 
     w_retain = ridge(phi_r, retain.y)
