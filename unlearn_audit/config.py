@@ -55,14 +55,7 @@ class AuditConfig:
             raise ConfigError(f"level {self.level}: must be in (0.5, 1)")
         if self.ci_method not in ("bca", "percentile"):
             raise ConfigError(f"ci_method {self.ci_method!r}: use bca or percentile")
-        EngineConfig(
-            taus=self.taus,
-            draws=self.draws,
-            seed=self.seed,
-            batch_size=self.batch_size,
-            precision=self.precision,
-            engine=self.engine,
-        )
+        self.engine_config()  # validates draws, τ grid, batch size, precision and engine
 
     def draws_for(self, probe: str) -> int:
         return int(dict(self.probe_draws).get(probe, self.draws))
