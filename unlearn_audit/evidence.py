@@ -3,7 +3,7 @@ controlled jointly over every (probe, sample) test.
 
 Input: the per-sample p-values and pooled ``(u, v̄)`` that :func:`unlearn_audit.analysis.analyse_probe` returns;
 output: :class:`FlaggedSample` records (the JSON's ``flagged_samples``) and the summary counts of
-``sample_evidence``. numpy only.
+``sample_evidence``. numpy, and scipy for the Benjamini–Hochberg adjustment.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from .stats.pertest import benjamini_hochberg
+from scipy.stats import false_discovery_control
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,9 @@ def flag_samples(
     names = list(per_probe)
     if not names:
         return SampleEvidence([], 0, float("nan"))
-    adjusted = benjamini_hochberg(np.concatenate([per_probe[n][0][0] for n in names])).reshape(len(names), -1)
+    adjusted = false_discovery_control(np.concatenate([per_probe[n][0][0] for n in names])).reshape(len(names), -1)
     calibrated_raw = np.concatenate([per_probe[n][0][1] for n in names])
-    calibrated = benjamini_hochberg(calibrated_raw).reshape(len(names), -1)
+    calibrated = false_discovery_control(calibrated_raw).reshape(len(names), -1)
     flagged = []
     for i in np.flatnonzero((adjusted <= fdr).any(axis=0)):
         hits = [names[j] for j in range(len(names)) if adjusted[j, i] <= fdr]
@@ -96,6 +95,6 @@ def null_flag_mean(null_p: dict[str, list[np.ndarray]], fdr: float) -> float | N
         return None
     counts = []
     for k in range(len(lists[0])):
-        adjusted = benjamini_hochberg(np.concatenate([v[k] for v in lists])).reshape(len(lists), -1)
+        adjusted = false_discovery_control(np.concatenate([v[k] for v in lists])).reshape(len(lists), -1)
         counts.append(int((adjusted <= fdr).any(axis=0).sum()))
     return float(np.mean(counts))
