@@ -58,9 +58,8 @@ from unlearn_audit import load_samples  # noqa: E402
 from unlearn_audit.io.architectures import build_architecture  # noqa: E402
 from unlearn_audit.io.models import AuditableModel, load_model, wrap_model  # noqa: E402
 from unlearn_audit.io.samples import Samples, samples_from_tensors  # noqa: E402
-from unlearn_audit.probes import DEFAULT_TAUS, Engine, EngineConfig, make_probe  # noqa: E402
-from unlearn_audit.probes import engine as engine_module  # noqa: E402
-from unlearn_audit.probes.engine import choose_precision  # noqa: E402
+from unlearn_audit.probes import DEFAULT_TAUS, Engine, EngineConfig, make_probe, preparation  # noqa: E402
+from unlearn_audit.probes.preparation import choose_precision  # noqa: E402
 
 PROBES = ("gaussian", "fgsm", "pgd")
 PGD_STEPS, PGD_ALPHA = 10, 2 / 255
@@ -170,13 +169,13 @@ def run_ours(setting: Setting, probe: str, n: int, draws: int, precision: str, o
         per_row = 4 * int(np.prod(samples.input_shape)) * (48 if adversarial else 16)
         batch = int(min(4096, max(32, 512 * 1024**2 // per_row)))
     cfg = EngineConfig(draws=draws, precision=precision, device="cpu", craft_on_references=False, batch_size=batch)  # type: ignore[arg-type]
-    saved = engine_module.pool_before_relu
+    saved = preparation.pool_before_relu
     if old_defaults:
-        engine_module.pool_before_relu = lambda module: 0  # type: ignore[assignment]
+        preparation.pool_before_relu = lambda module: 0  # type: ignore[assignment]
     try:
         engine = Engine(setting.models, samples, cfg)
     finally:
-        engine_module.pool_before_relu = saved
+        preparation.pool_before_relu = saved
     start = time.perf_counter()
     engine.run(make_probe(probe))
     return time.perf_counter() - start

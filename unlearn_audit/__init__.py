@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .errors import CheckpointError, ConfigError, InputError, ModelOutputError, SchemaError, UnlearnAuditError
 from .info import ModelInfo, model_info
 from .io.models import AuditableModel, ModelMeta, load_model, save_model, wrap_model
 from .io.samples import Samples, load_samples, samples_from_tensors
+from .version import __version__
 
 __all__ = [
     "AuditableModel",

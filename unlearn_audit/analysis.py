@@ -1,7 +1,10 @@
-"""From counts to estimates, null bands and verdicts (numpy only; the orchestration lives in ``audit.py``).
+"""From counts to estimates, null bands and verdicts, one probe at a time (numpy only; the orchestration lives
+in ``audit.py``).
 
-Input: :class:`~unlearn_audit.probes.engine.ProbeCounts` for the forget set (and optionally a holdout set);
-output: plain dataclasses that ``AuditResult`` serialises.
+Input: :class:`~unlearn_audit.probes.counts.ProbeCounts` for the forget set (and optionally a holdout set);
+output: plain dataclasses that ``AuditResult`` serialises, plus the per-sample p-values that
+:mod:`unlearn_audit.evidence` turns into flagged samples. Reference-free screening is in
+:mod:`unlearn_audit.screening`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import numpy as np
 from .policy import Band, Policy, Verdict, VerdictKind, classify
 from .stats.bootstrap import bootstrap_weights, interval
 from .stats.intervals import Estimate
-from .stats.pertest import benjamini_hochberg, calibrated_test, one_sided_exact
-from .stats.ratio import TauStatistics, class_matching_weights, excess_rate, ratio_of_means, tau_statistics
+from .stats.pertest import calibrated_test, one_sided_exact
+from .stats.ratio import TauStatistics, excess_rate, ratio_of_means, tau_statistics
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def tau_mask(taus: np.ndarray, policy: Policy) -> np.ndarray:
     return (taus >= policy.tau_min - 1e-12) & (taus <= policy.tau_max + 1e-12)
 
 
-def _fmt(x: float) -> str:
+def format_value(x: float) -> str:
+    """A number for a reason text: three decimals, or ``n/a`` when undefined."""
     return f"{x:.3f}" if math.isfinite(x) else "n/a"
 
 
@@ -288,8 +292,8 @@ def analyse_probe(
     ):
         kind = "inconclusive"
         reason = (
-            f"{counts.probe}: R = {_fmt(pooled.value)} says over-unlearning, but the utility-normalised ratio "
-            f"R_norm = {_fmt(pooled_norm.value)} [{_fmt(pooled_norm.lo)}, {_fmt(pooled_norm.hi)}] says the model still "
+            f"{counts.probe}: R = {format_value(pooled.value)} says over-unlearning, but the utility-normalised ratio "
+            f"R_norm = {format_value(pooled_norm.value)} [{format_value(pooled_norm.lo)}, {format_value(pooled_norm.hi)}] says the model still "
             "favours its forget samples over unseen ones more than retrains do: damage everywhere may be masking "
             "residual knowledge."
         )
@@ -370,8 +374,8 @@ def _excess_reason(probe: str, kind: VerdictKind, excess: Estimate, band: Band, 
     lead = (
         f"{probe}: the retrained references recognise only {p_a:.1%} of the perturbed forget draws, so the forget "
         "set is a class they never learned and R is undefined; the test is on the excess recognition rate "
-        f"D = p_m − p_ā = {_fmt(excess.value)} [{_fmt(excess.lo)}, {_fmt(excess.hi)}] ({excess.level:.1%} CI, "
-        f"{tau_text}) against the range honest retrains show, [{_fmt(band.lo)}, {_fmt(band.hi)}]"
+        f"D = p_m − p_ā = {format_value(excess.value)} [{format_value(excess.lo)}, {format_value(excess.hi)}] ({excess.level:.1%} CI, "
+        f"{tau_text}) against the range honest retrains show, [{format_value(band.lo)}, {format_value(band.hi)}]"
     )
     if kind == "residual_knowledge":
         return lead + ": the model still recognises the forgotten class."
@@ -408,8 +412,8 @@ def _probe_reason(
     probe: str, kind: VerdictKind, pooled: Estimate, band: Band, n: int, policy: Policy, taus: np.ndarray
 ) -> str:
     tau_text = f"τ in [{taus.min():.4g}, {taus.max():.4g}]" if taus.size else "no τ"
-    ci = f"{_fmt(pooled.value)} [{_fmt(pooled.lo)}, {_fmt(pooled.hi)}] ({pooled.level:.1%} CI, {tau_text})"
-    band_text = f"[{_fmt(band.lo)}, {_fmt(band.hi)}] ({band.method})"
+    ci = f"{format_value(pooled.value)} [{format_value(pooled.lo)}, {format_value(pooled.hi)}] ({pooled.level:.1%} CI, {tau_text})"
+    band_text = f"[{format_value(band.lo)}, {format_value(band.hi)}] ({band.method})"
     if n < policy.min_samples:
         return f"{probe}: only {n} forget samples (< {policy.min_samples}); too few for a verdict."
     if kind == "residual_knowledge":
@@ -425,184 +429,3 @@ def _probe_reason(
     if kind == "pass":
         return f"{probe}: R = {ci} lies inside the range honest retrains show, {band_text}."
     return f"{probe}: R = {ci} straddles the edge of the range honest retrains show, {band_text}; more samples or references would decide."
-
-
-@dataclass(frozen=True)
-class FlaggedSample:
-    """A forget sample the exact test flags. ``u``/``v_bar``: correct draws per τ (mean over the τ range) for the
-    audited model and the references' average, on the probe with the smallest p. ``p_adjusted``: exact test,
-    BH-adjusted; ``p_calibrated_adjusted``: the test that allows for retraining variation, BH-adjusted."""
-
-    id: str
-    label: int
-    probes: tuple[str, ...]
-    u: float
-    v_bar: float
-    p_adjusted: float
-    p_calibrated_adjusted: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "label": self.label,
-            "probes": list(self.probes),
-            "u": round(self.u, 4),
-            "v_bar": round(self.v_bar, 4),
-            "p_adjusted": self.p_adjusted,
-            "p_calibrated_adjusted": self.p_calibrated_adjusted,
-        }
-
-
-@dataclass(frozen=True)
-class SampleEvidence:
-    flagged: list[FlaggedSample]
-    calibrated_flagged: int
-    min_calibrated_p: float
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "flagged": len(self.flagged),
-            "calibrated_flagged": self.calibrated_flagged,
-            "min_calibrated_p": self.min_calibrated_p,
-        }
-
-
-def flag_samples(
-    ids: tuple[str, ...], labels: np.ndarray, per_probe: dict[str, tuple[np.ndarray, np.ndarray]], fdr: float
-) -> SampleEvidence:
-    """Benjamini–Hochberg jointly over every (probe, sample) exact test; one entry per flagged sample.
-
-    ``per_probe[name] = (p [2, N], uv [2, N])`` as returned by :func:`analyse_probe`.
-    """
-    names = list(per_probe)
-    if not names:
-        return SampleEvidence([], 0, float("nan"))
-    adjusted = benjamini_hochberg(np.concatenate([per_probe[n][0][0] for n in names])).reshape(len(names), -1)
-    calibrated_raw = np.concatenate([per_probe[n][0][1] for n in names])
-    calibrated = benjamini_hochberg(calibrated_raw).reshape(len(names), -1)
-    flagged = []
-    for i in np.flatnonzero((adjusted <= fdr).any(axis=0)):
-        hits = [names[j] for j in range(len(names)) if adjusted[j, i] <= fdr]
-        best = int(np.argmin(adjusted[:, i]))
-        uv = per_probe[names[best]][1]
-        flagged.append(
-            FlaggedSample(
-                ids[i],
-                int(labels[i]),
-                tuple(hits),
-                float(uv[0, i]),
-                float(uv[1, i]),
-                float(adjusted[best, i]),
-                float(calibrated[:, i].min()),
-            )
-        )
-    flagged.sort(key=lambda f: (f.p_adjusted, f.id))
-    return SampleEvidence(flagged, int((calibrated <= fdr).any(axis=0).sum()), float(calibrated_raw.min()))
-
-
-def null_flag_mean(null_p: dict[str, list[np.ndarray]], fdr: float) -> float | None:
-    """How many samples the same joint exact test flags for an honest retrain (leave-one-out), on average."""
-    lists = [v for v in null_p.values() if v]
-    if not lists or len({len(v) for v in lists}) != 1:
-        return None
-    counts = []
-    for k in range(len(lists[0])):
-        adjusted = benjamini_hochberg(np.concatenate([v[k] for v in lists])).reshape(len(lists), -1)
-        counts.append(int((adjusted <= fdr).any(axis=0).sum()))
-    return float(np.mean(counts))
-
-
-# ------------------------------------------------------------------------------------ reference-free screening
-
-
-@dataclass(frozen=True)
-class ScreeningAnalysis:
-    name: str
-    taus: list[dict[str, Any]]
-    pooled: Estimate
-    band: Band
-    verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "taus": self.taus,
-            "R_proxy_pooled": self.pooled.to_dict(),
-            "null_band": self.band.to_dict(),
-            "verdict": self.verdict.to_dict(),
-        }
-
-
-def analyse_screening(
-    forget: Any,
-    holdout: Any,
-    forget_labels: np.ndarray,
-    holdout_labels: np.ndarray,
-    policy: Policy,
-    settings: StatsSettings,
-    verdict_level: float,
-    splits: int = 400,
-) -> ScreeningAnalysis:
-    """R_proxy = p_m(forget neighbourhoods) / p_m(class-matched holdout neighbourhoods), with a split-half null."""
-    taus = np.asarray(forget.taus, dtype=float)
-    mask = tau_mask(taus, policy)
-    cw = class_matching_weights(forget_labels, holdout_labels)
-    uf = forget.correct[0, 0].astype(float)
-    uh = holdout.correct[0, 0].astype(float)
-    nf, nh = uf.shape[0], uh.shape[0]
-    wf = bootstrap_weights(stats_rng(settings, forget.probe, "screen-forget"), nf, settings.bootstrap)
-    wh = bootstrap_weights(stats_rng(settings, forget.probe, "screen-holdout"), nh, settings.bootstrap) * cw
-
-    def proxy(a: np.ndarray, b: np.ndarray, level: float) -> Estimate:
-        est = (a.sum() / nf) / ((cw * b).sum() / cw.sum()) if (cw * b).sum() > 0 else float("nan")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reps = ((wf @ a) / nf) / ((wh @ b) / wh.sum(axis=1))
-        return interval(float(est), reps, level, "percentile")
-
-    rows = []
-    for t in range(len(taus)):
-        e = proxy(uf[:, t], uh[:, t], settings.level)
-        rows.append(
-            {
-                "tau": float(taus[t]),
-                "R_proxy": e.to_dict(),
-                "p_m_forget": float(uf[:, t].sum() / (nf * forget.draws)),
-                "p_m_holdout": float((cw * uh[:, t]).sum() / (cw.sum() * holdout.draws)),
-            }
-        )
-    a, b = uf[:, mask].sum(axis=1), uh[:, mask].sum(axis=1)
-    pooled = proxy(a, b, verdict_level)
-    # split-half null: two class-stratified halves of the holdout against each other
-    rng = stats_rng(settings, forget.probe, "screen-split")
-    used = np.flatnonzero(cw > 0)
-    ratios = []
-    for _ in range(splits):
-        half = np.zeros(nh, dtype=bool)
-        for c in np.unique(holdout_labels[used]):
-            rows_c = used[holdout_labels[used] == c]
-            half[rng.permutation(rows_c)[: len(rows_c) // 2]] = True
-        w1, w2 = cw * half, cw * (~half & (cw > 0))
-        if (w2 * b).sum() > 0 and w1.sum() > 0:
-            ratios.append(((w1 * b).sum() / w1.sum()) / ((w2 * b).sum() / w2.sum()))
-    alpha = 1 - verdict_level
-    lo, hi = np.quantile(ratios, [alpha / 2, 1 - alpha / 2]) if ratios else (np.nan, np.nan)
-    band = Band(float(lo), float(hi), f"holdout split against itself ({len(ratios)} class-stratified half splits)")
-    threshold = max(band.hi, 1.0 + policy.screening_margin)
-    if nf < policy.min_samples:
-        kind: VerdictKind = "inconclusive"
-        reason = f"screening: only {nf} forget samples; too few."
-    elif math.isfinite(pooled.lo) and pooled.lo > threshold:
-        kind = "residual_knowledge"
-        reason = (
-            f"screening ({forget.probe}): the model recognises perturbed forget samples R_proxy = {_fmt(pooled.value)} "
-            f"[{_fmt(pooled.lo)}, {_fmt(pooled.hi)}] times as often as unseen holdout samples of the same classes, above "
-            f"both the holdout's split-half range [{_fmt(band.lo)}, {_fmt(band.hi)}] and 1 + {policy.screening_margin}."
-        )
-    else:
-        kind = "inconclusive"
-        reason = (
-            f"screening ({forget.probe}): R_proxy = {_fmt(pooled.value)} [{_fmt(pooled.lo)}, {_fmt(pooled.hi)}] is not "
-            f"strong evidence (needs a lower bound above {_fmt(threshold)}); without a retrained reference this test "
-            "cannot pass a model."
-        )
-    return ScreeningAnalysis(forget.probe, rows, pooled, band, Verdict(kind, reason, {"R_proxy": pooled.to_dict()}))

@@ -13,46 +13,38 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
-import math
 import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from . import distributed
-from .analysis import (
-    FlaggedSample,
-    ProbeAnalysis,
-    ScreeningAnalysis,
-    StatsSettings,
-    analyse_probe,
-    analyse_screening,
-    flag_samples,
-    null_flag_mean,
-)
+from .analysis import ProbeAnalysis, StatsSettings, analyse_probe
+from .config import AuditConfig
 from .device import configure_numerics
 from .errors import ConfigError, InputError
+from .evidence import flag_samples, null_flag_mean
 from .io.models import AuditableModel, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
-from .policy import Policy, Verdict, combine
-from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, ProbeCounts, make_engine, make_probes, probe_label
-from .probes.registry import check_engine
+from .policy import Verdict, combine
+from .probes import ProbeCounts, make_engine, make_probes, probe_label
 from .progress import NULL_PROGRESS, Progress
-from .report.json import SCHEMA_VERSION, provenance_files
+from .results import AuditResult, DataRecord, ModelRecord, library_versions
+from .screening import ScreeningAnalysis, analyse_screening
 from .stats.ratio import class_matching_weights
 
 if TYPE_CHECKING:
     from .remediation import RemediationResult
+
+__all__ = ["Audit", "AuditConfig", "AuditResult", "ModelLike", "SamplesLike"]
 
 log = logging.getLogger(__name__)
 
@@ -60,303 +52,11 @@ ModelLike = AuditableModel | torch.nn.Module | str | Path
 SamplesLike = Samples | str | Path | tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class AuditConfig:
-    """Every knob of an audit. One name per knob: ``--batch-size`` ↔ ``batch_size`` ↔ JSON ``"batch_size"``."""
-
-    probes: tuple[str, ...] = DEFAULT_PROBES
-    taus: tuple[float, ...] = DEFAULT_TAUS
-    draws: int = 100
-    probe_draws: tuple[tuple[str, int], ...] = ()
-    """Per-probe overrides of ``draws``, e.g. ``(("pgd", 10),)``: PGD costs ``steps`` backward passes per draw."""
-    seed: int = 0
-    batch_size: int | None = None
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    engine: Literal["fused", "art"] = "fused"
-    craft_on_references: bool = True
-    bootstrap: int = 2000
-    ci_method: Literal["bca", "percentile"] = "bca"
-    level: float = 0.95
-    policy: Policy = field(default_factory=Policy)
-    panel: Literal["standard", "all", "none"] = "standard"
-    """The standard unlearning panel beside r_τ (docs/metrics.md): ``standard`` (accuracies, MIAs, Avg Gap,
-    re-learn time with an original), ``all`` (+ the Reminiscence probe) or ``none``."""
-
-    def __post_init__(self) -> None:
-        if self.panel not in ("standard", "all", "none"):
-            raise ConfigError(f"--panel {self.panel!r}: use standard, all or none")
-        names = [probe_label(p) for p in make_probes(list(self.probes))]  # validates names
-        check_engine(make_probes(list(self.probes)), self.engine)  # e.g. autopgd needs --engine art
-        for name, n in self.probe_draws:
-            if name not in names:
-                raise ConfigError(f"--draws {name}={n}: probe {name!r} is not among --probes ({', '.join(names)})")
-            if int(n) < 1:
-                raise ConfigError(f"--draws {name}={n}: need at least one draw")
-        if self.bootstrap < 200:
-            raise ConfigError(f"--bootstrap {self.bootstrap}: use at least 200 resamples")
-        if not 0.5 < self.level < 1:
-            raise ConfigError(f"level {self.level}: must be in (0.5, 1)")
-        if self.ci_method not in ("bca", "percentile"):
-            raise ConfigError(f"ci_method {self.ci_method!r}: use bca or percentile")
-        EngineConfig(
-            taus=self.taus,
-            draws=self.draws,
-            seed=self.seed,
-            batch_size=self.batch_size,
-            precision=self.precision,
-            engine=self.engine,
-        )
-
-    def draws_for(self, probe: str) -> int:
-        return int(dict(self.probe_draws).get(probe, self.draws))
-
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(
-            taus=tuple(self.taus),
-            draws=self.draws,
-            seed=self.seed,
-            batch_size=self.batch_size,
-            device=self.device,
-            precision=self.precision,
-            craft_on_references=self.craft_on_references,
-            engine=self.engine,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["probes"] = list(self.probes)
-        out["taus"] = list(self.taus)
-        out["probe_draws"] = {name: int(n) for name, n in self.probe_draws}
-        out["policy"] = self.policy.to_dict()
-        return out
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    name: str
-    path: str | None
-    sha256: str | None
-    arch: str | None
-    num_classes: int | None
-    metadata: dict[str, str]
-
-    @classmethod
-    def of(cls, model: AuditableModel) -> ModelRecord:
-        m = model.meta
-        return cls(m.name, m.path, m.sha256, m.arch, m.num_classes, dict(m.extra))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class DataRecord:
-    role: str
-    source: str
-    sha256: str | None
-    content_sha256: str
-    samples: int
-    classes: list[int]
-
-    @classmethod
-    def of(cls, role: str, samples: Samples) -> DataRecord:
-        return cls(role, samples.source, samples.sha256, samples.content_sha256, len(samples), samples.classes())
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class AuditResult:
-    """Everything an audit found. ``to_dict()`` is the JSON report (schema ``SCHEMA_VERSION``)."""
-
-    verdict: Verdict
-    model: ModelRecord
-    references: list[ModelRecord]
-    forget: DataRecord
-    holdout: DataRecord | None
-    config: AuditConfig
-    probes: dict[str, ProbeAnalysis]
-    flagged_samples: list[FlaggedSample]
-    screening: dict[str, ScreeningAnalysis]
-    provenance: dict[str, Any]
-    precision: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    panel: dict[str, Any] | None = None
-    sample_evidence: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, ProbeCounts] = field(default_factory=dict, repr=False)
-
-    @property
-    def mode(self) -> str:
-        return "reference" if self.references else "screening"
-
-    @property
-    def reason(self) -> str:
-        return self.verdict.reason
-
-    @property
-    def exit_code(self) -> int:
-        return self.verdict.exit_code
-
-    def null_band(self) -> dict[str, Any]:
-        return {name: p.band.to_dict() for name, p in self.probes.items()}
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per probe and τ: the summary table as plain values."""
-        rows = []
-        for name, p in self.probes.items():
-            for row in p.taus:
-                s = row.stats
-                rows.append(
-                    {
-                        "probe": name,
-                        "tau": s.tau,
-                        "R": s.R.value,
-                        "R_lo": s.R.lo,
-                        "R_hi": s.R.hi,
-                        "p_m": s.p_m.value,
-                        "p_a": s.p_a.value,
-                        "frac_u_gt_v": s.frac_u_gt_v.value,
-                        "disagreement": s.disagreement.value,
-                        "null_lo": row.null_band.lo if row.null_band else None,
-                        "null_hi": row.null_band.hi if row.null_band else None,
-                    }
-                )
-        for name, sc in self.screening.items():
-            for srow in sc.taus:
-                rows.append(
-                    {
-                        "probe": name,
-                        "tau": srow["tau"],
-                        "R_proxy": srow["R_proxy"]["value"],
-                        "R_lo": srow["R_proxy"]["lo"],
-                        "R_hi": srow["R_proxy"]["hi"],
-                        "p_m": srow["p_m_forget"],
-                        "p_holdout": srow["p_m_holdout"],
-                    }
-                )
-        return rows
-
-    def summary(self) -> str:
-        lines = [f"verdict: {self.verdict.kind}", f"reason: {self.verdict.reason}", self.config.policy.describe()]
-        for name, p in self.probes.items():
-            label, est = p.decisive
-            lines.append(
-                f"  {name:<16} {label}={est.value:.3f} [{est.lo:.3f}, {est.hi:.3f}] "
-                f"band [{p.band.lo:.3f}, {p.band.hi:.3f}] -> {p.verdict.kind}"
-            )
-        for name, s in self.screening.items():
-            lines.append(
-                f"  {name:<16} R_proxy={s.pooled.value:.3f} [{s.pooled.lo:.3f}, {s.pooled.hi:.3f}] -> {s.verdict.kind}"
-            )
-        lines.append(f"flagged samples: {len(self.flagged_samples)} {self.sample_evidence}")
-        if self.panel:
-            from .metrics.panel import summary_line
-
-            lines.append(summary_line(self.panel))
-        lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        from . import __version__
-
-        hashes = {"model": self.model.sha256, "forget": self.forget.sha256 or self.forget.content_sha256}
-        for i, ref in enumerate(self.references):
-            hashes[f"reference_{i}"] = ref.sha256
-        if self.holdout is not None:
-            hashes["holdout"] = self.holdout.sha256 or self.holdout.content_sha256
-        out = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "audit",
-            "tool": "unlearn-audit",
-            "mode": self.mode,
-            "verdict": self.verdict.kind,
-            "reason": self.verdict.reason,
-            "verdict_detail": self.verdict.to_dict(),
-            "policy": self.config.policy.to_dict(),
-            "policy_text": self.config.policy.describe(),
-            "model": self.model.to_dict(),
-            "references": [r.to_dict() for r in self.references],
-            "forget": self.forget.to_dict(),
-            "holdout": self.holdout.to_dict() if self.holdout else None,
-            "probes": {name: p.to_dict() for name, p in self.probes.items()},
-            "screening": {name: s.to_dict() for name, s in self.screening.items()},
-            "null_band": self.null_band(),
-            "flagged_samples": [f.to_dict() for f in self.flagged_samples],
-            "sample_evidence": self.sample_evidence,
-            "panel": self.panel,
-            "config": self.config.to_dict(),
-            "seed": self.config.seed,
-            "precision": self.precision,
-            "notes": list(self.notes),
-            "versions": {"unlearn_audit": __version__, **self.provenance.get("versions", {})},
-            "hashes": hashes,
-            "provenance": self.provenance,
-        }
-        out["provenance"] = {
-            **self.provenance,
-            "tool": {"name": "unlearn-audit", "version": __version__},
-            "seed": self.config.seed,
-            "files": provenance_files(out),
-        }
-        return out
-
-    def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
-        text = json.dumps(_jsonable(self.to_dict()), indent=indent, sort_keys=False, allow_nan=False) + "\n"
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
-        return text
-
-
 def _renamed(model: AuditableModel, name: str) -> AuditableModel:
     """A wrapper with another display name that shares the network: never rename the caller's own object."""
     out = copy.copy(model)
     out.meta = dataclasses.replace(model.meta, name=name)
     return out
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return _jsonable(float(obj))
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def library_versions() -> dict[str, str]:
-    import numpy
-    import scipy
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-    }
-    from importlib import metadata
-
-    for dist in ("scikit-learn", "safetensors", "adversarial-robustness-toolbox"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:  # pragma: no cover
-            pass
-    try:
-        import torchvision
-
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return versions
 
 
 class Audit:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,21 +160,7 @@ def run_probe(
         evaluated &= piece["evaluated"]
     if dist is not None and world > 1:
         correct, disagree = _all_reduce(correct, disagree, engine.device, dist)
-    return ProbeCounts(
-        probe=template.probe,
-        probe_config=template.probe_config,
-        taus=template.taus,
-        draws=template.draws,
-        sample_ids=template.sample_ids,
-        labels=template.labels,
-        models=template.models,
-        crafted_on=template.crafted_on,
-        correct=correct,
-        disagree=disagree,
-        subjects=template.subjects,
-        precision=template.precision,
-        evaluated=evaluated,
-    )
+    return replace(template, correct=correct, disagree=disagree, evaluated=evaluated)
 
 
 def _all_reduce(correct: np.ndarray, disagree: np.ndarray, device: torch.device, dist: DistContext):  # noqa: ANN202

@@ -6,15 +6,16 @@ import torch
 
 from tests.conftest import FMNIST
 from unlearn_audit.io.models import load_model
-from unlearn_audit.probes import engine as engine_module
+from unlearn_audit.probes import preparation
 from unlearn_audit.probes.adversarial import input_gradient
-from unlearn_audit.probes.engine import auto_batch_size, pool_before_relu, prepare_models
+from unlearn_audit.probes.engine import auto_batch_size
+from unlearn_audit.probes.preparation import pool_before_relu, prepare_models
 
 
 def test_pool_before_relu_is_bit_exact(monkeypatch):
     model = load_model(FMNIST / "original.safetensors")
     swapped = prepare_models([model], torch.device("cpu"), True, False)[0].module
-    monkeypatch.setattr(engine_module, "pool_before_relu", lambda module: 0)
+    monkeypatch.setattr(preparation, "pool_before_relu", lambda module: 0)
     plain = prepare_models([model], torch.device("cpu"), True, False)[0].module
     code = swapped.net.code
     assert code.index('"3")(features_0)') < code.index('"2")(features_3)')  # max-pool now runs before ReLU

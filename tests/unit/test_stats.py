@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from unlearn_audit.stats import clopper_pearson, wilson
 from unlearn_audit.stats.bootstrap import bootstrap_weights
-from unlearn_audit.stats.pertest import benjamini_hochberg, calibrated_test, one_sided_exact, retraining_dispersion
+from unlearn_audit.stats.pertest import calibrated_test, one_sided_exact, retraining_dispersion
 from unlearn_audit.stats.ratio import (
     class_matching_weights,
     excess_rate,
@@ -45,11 +45,37 @@ def test_wilson_known_values():
     assert cp.lo == pytest.approx(sps.beta.ppf(0.025, 5, 16)) and cp.hi == pytest.approx(sps.beta.ppf(0.975, 6, 15))
 
 
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """The slow, obvious Benjamini–Hochberg step-up adjustment (what the package computed before it used
+    ``scipy.stats.false_discovery_control``): sort, scale the i-th smallest by m/i, running minimum from the top."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    order = np.argsort(p)
+    adjusted = np.empty(m)
+    running = 1.0
+    for rank in range(m, 0, -1):
+        running = min(running, p[order[rank - 1]] * m / rank)
+        adjusted[order[rank - 1]] = running
+    return adjusted
+
+
 def test_benjamini_hochberg_matches_definition():
     p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
-    adj = benjamini_hochberg(p)
-    assert np.allclose(adj, [0.025, 0.05, 0.05, 0.025, 0.5])
-    assert benjamini_hochberg(np.array([])).size == 0
+    assert np.allclose(sps.false_discovery_control(p), [0.025, 0.05, 0.05, 0.025, 0.5])
+    assert np.allclose(benjamini_hochberg(p), [0.025, 0.05, 0.05, 0.025, 0.5])
+    assert sps.false_discovery_control(np.array([])).size == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1e-300, 1e-12, 0.01, 0.05, 1.0])), max_size=300))
+def test_scipy_false_discovery_control_is_benjamini_hochberg(values):
+    """scipy multiplies p by (m/i) where the plain version computes p·m/i: the same adjustment up to rounding
+    (at most 2 units in the last place), and ties get one value."""
+    p = np.asarray(values, dtype=float)
+    ours = sps.false_discovery_control(p)
+    np.testing.assert_array_max_ulp(ours, benjamini_hochberg(p), maxulp=2)
+    for value in np.unique(p):
+        assert np.unique(ours[p == value]).size == 1
 
 
 def test_exact_test_is_fisher_one_sided():
@@ -206,12 +232,12 @@ def test_calibrated_test_false_flags_and_power(rho):
     honest = _retrains(rng, mu, rho, trials, 1)[0]
     p_cal, _ = calibrated_test(honest, refs, trials)
     p_exact = one_sided_exact(honest, refs.sum(0), trials, k * trials)
-    assert (benjamini_hochberg(p_cal) <= 0.05).sum() <= 0.02 * n
-    assert (benjamini_hochberg(p_exact) <= 0.05).sum() > (benjamini_hochberg(p_cal) <= 0.05).sum()
+    assert (sps.false_discovery_control(p_cal) <= 0.05).sum() <= 0.02 * n
+    assert (sps.false_discovery_control(p_exact) <= 0.05).sum() > (sps.false_discovery_control(p_cal) <= 0.05).sum()
     weak = np.flatnonzero(refs.sum(0) <= 0.1 * k * trials)
     leaky = honest.copy()
     leaky[weak] = trials
-    flagged = benjamini_hochberg(calibrated_test(leaky, refs, trials)[0]) <= 0.05
+    flagged = sps.false_discovery_control(calibrated_test(leaky, refs, trials)[0]) <= 0.05
     if rho < 0.5:
         assert flagged[weak].mean() > 0.5
     else:

@@ -414,6 +414,6 @@ def save_model(
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__

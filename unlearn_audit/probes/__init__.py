@@ -3,7 +3,9 @@
 from .adversarial import FGSMProbe, PGDProbe
 from .autopgd import AutoPGDProbe
 from .base import Probe
-from .engine import DEFAULT_TAUS, Engine, EngineConfig, ProbeCounts, make_engine, run_probes
+from .counts import ProbeCounts
+from .engine import DEFAULT_TAUS, Engine, EngineConfig
+from .engines import ENGINES, make_engine, register_engine, run_probes
 from .random import GaussianProbe, UniformBallProbe
 from .registry import DEFAULT_PROBES, make_probe, make_probes, probe_label
 
@@ -11,6 +13,7 @@ __all__ = [
     "AutoPGDProbe",
     "DEFAULT_PROBES",
     "DEFAULT_TAUS",
+    "ENGINES",
     "Engine",
     "EngineConfig",
     "FGSMProbe",
@@ -23,5 +26,6 @@ __all__ = [
     "make_probe",
     "make_probes",
     "probe_label",
+    "register_engine",
     "run_probes",
 ]

@@ -15,7 +15,6 @@ Fusion used by the engine (exact, not an approximation):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ChunkContext, Probe, RowBatch, RowBuffer, clip, random_targets
+from .base import ChunkContext, Probe, RowBatch, RowBuffer, clip, random_targets, uniform_in_ball
 from .keys import generator_for
 
 DEFAULT_PGD_STEP = 2.0 / 255.0
@@ -190,14 +189,7 @@ class PGDProbe(Probe):
         return x + delta
 
     def random_start_noise(self, count: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-        device = generator.device
-        if self.norm == "linf":
-            return torch.rand(count, *shape, generator=generator, device=device) * 2.0 - 1.0
-        d = math.prod(shape)
-        direction = torch.randn(count, d, generator=generator, device=device)
-        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        radius = torch.rand(count, 1, generator=generator, device=device) ** (1.0 / d)
-        return (direction * radius).view(count, *shape)
+        return uniform_in_ball(count, shape, self.norm, generator)
 
     def attack(
         self,

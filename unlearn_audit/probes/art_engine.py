@@ -3,7 +3,7 @@
 Each crafting model is wrapped in ART's ``PyTorchClassifier`` and the adversarial rows come from ART's own
 attacks (``FastGradientMethod``, ``ProjectedGradientDescent``, and ``AutoProjectedGradientDescent`` for the
 extra ``autopgd`` probe), one attack object per τ. Everything after crafting is shared with the fused engine:
-the same row counting, the same :class:`~unlearn_audit.probes.engine.ProbeCounts`, so the rest of the audit
+the same row counting, the same :class:`~unlearn_audit.probes.counts.ProbeCounts`, so the rest of the audit
 does not know which engine ran.
 
 What is identical to the fused engine and what is not (keyed randomness, SPEC §2):
@@ -37,8 +37,10 @@ from ..progress import NULL_PROGRESS, Progress
 from .adversarial import FGSMProbe, PGDProbe
 from .autopgd import AutoPGDProbe, art_classifier, require_art
 from .base import ChunkContext, Probe, RowBatch, RowBuffer, random_targets
-from .engine import Engine, EngineConfig, PrecisionDecision, ProbeCounts
+from .counts import ProbeCounts
+from .engine import Engine, EngineConfig
 from .keys import generator_for
+from .preparation import PrecisionDecision
 
 
 class _ArtRows(Probe):

@@ -12,6 +12,7 @@ A probe has two faces:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -65,6 +66,20 @@ def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator
     offset = torch.randint(0, num_classes - 1, y.shape, generator=generator, device=generator.device)
     offset = offset.to(y.device)
     return torch.where(offset >= y, offset + 1, offset)
+
+
+def uniform_in_ball(count: int, shape: tuple[int, ...], norm: str, generator: torch.Generator) -> torch.Tensor:
+    """``count`` points drawn uniformly from the unit ``norm`` ball (``linf`` or ``l2``), on the generator's device.
+
+    The uniform probes' noise and PGD's random start."""
+    device = generator.device
+    if norm == "linf":
+        return torch.rand(count, *shape, generator=generator, device=device) * 2.0 - 1.0
+    d = math.prod(shape)
+    direction = torch.randn(count, d, generator=generator, device=device)
+    direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    radius = torch.rand(count, 1, generator=generator, device=device) ** (1.0 / d)
+    return (direction * radius).view(count, *shape)
 
 
 class Probe(ABC):

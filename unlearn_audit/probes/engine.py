@@ -1,37 +1,23 @@
 """The fused probe engine: perturbed inputs in, integer counts out.
 
-For every probe the engine produces, per forget sample and τ,
-
-* ``correct[a, m, i, t]``: how many of the ``draws`` perturbed copies of sample i at τ_t, crafted on model
-  ``a``, model ``m`` classifies correctly;
-* ``disagree[a, m, i, t]``: on how many of those draws model ``m`` and the crafting model ``a`` disagree.
-
-Models ``0..S-1`` are the audited models ("subjects", usually one), models ``S..S+K-1`` the references.
-``a`` runs over the *anchors* ``crafted_on``: for adversarial probes, the models the inputs are crafted on
-(every subject and, for the null band, every reference); for random probes the draws are shared by all
-models and the anchors are the subjects (``disagree`` is counted against each of them, ``correct`` is the
-same in every block).
+For every probe the engine counts, per forget sample, τ and model, how many perturbed draws each model
+classifies correctly and how often it disagrees with the crafting model: a
+:class:`~unlearn_audit.probes.counts.ProbeCounts` (its docstring defines the arrays).
 
 Perturbed inputs are never stored: each batch is evaluated by every model and reduced to counts at once,
-so memory is bounded by the batch size. Counts are the single currency between probes and statistics:
-small, exact, mergeable across shards (sum) and resumable.
+so memory is bounded by the batch size. The engines are selected by name in :mod:`.engines`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
-import torch.fx
-import torch.nn.functional as F
-from torch import nn
 
 from ..device import resolve_device
 from ..errors import ConfigError, ModelOutputError
@@ -40,14 +26,22 @@ from ..io.models import AuditableModel
 from ..io.samples import Samples
 from ..progress import NULL_PROGRESS, Progress
 from .base import ChunkContext, Probe, RowBatch
+from .counts import ProbeCounts
 from .keys import sample_keys, unit_seeds
-from .random import GaussianProbe
+from .preparation import (
+    PrecisionDecision,
+    PreparedModel,
+    autocast_factory,
+    bf16_supported,
+    choose_precision,
+    prepare_models,
+    resolve_channels_last,
+)
 from .registry import check_engine, probe_label
 
 log = logging.getLogger(__name__)
 
 PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
-MAX_FLIP_RATE = 0.001
 DEFAULT_TAUS = tuple(float(t) for t in np.linspace(0.0, 8.0 / 255.0, 11))
 
 
@@ -86,228 +80,6 @@ class EngineConfig:
             raise ConfigError(f"--engine {self.engine!r}: use fused or art")
 
 
-@dataclass
-class ProbeCounts:
-    """Sufficient statistics of one probe over a τ grid (see the module docstring)."""
-
-    probe: str
-    probe_config: dict[str, Any]
-    taus: np.ndarray
-    draws: int
-    sample_ids: tuple[str, ...]
-    labels: np.ndarray
-    models: tuple[str, ...]
-    crafted_on: tuple[int, ...]
-    correct: np.ndarray  # int64 [A, M, N, T]
-    disagree: np.ndarray  # int64 [A, M, N, T]
-    subjects: int = 1
-    precision: str = "fp32"
-    meta: dict[str, Any] = field(default_factory=dict)
-    evaluated: np.ndarray | None = None  # bool [A, M]: which models saw each block's rows (None: all)
-
-    def __post_init__(self) -> None:
-        if self.evaluated is None:
-            self.evaluated = np.ones(self.correct.shape[:2], dtype=bool)
-
-    @property
-    def adversarial(self) -> bool:
-        return bool(self.probe_config.get("adversarial", False))
-
-    @property
-    def evaluated_mask(self) -> np.ndarray:
-        return self.evaluated if self.evaluated is not None else np.ones(self.correct.shape[:2], dtype=bool)
-
-    @property
-    def references(self) -> tuple[int, ...]:
-        return tuple(range(self.subjects, len(self.models)))
-
-    def block(self, model_index: int) -> int:
-        """Index along ``a`` of the rows crafted on (adversarial) or anchored at (random) ``model_index``.
-
-        For random probes every block holds the same ``correct`` counts, so a reference uses block 0.
-        """
-        if model_index in self.crafted_on:
-            return self.crafted_on.index(model_index)
-        if not self.adversarial:
-            return 0
-        raise KeyError(f"no rows were crafted on model {self.models[model_index]!r}")
-
-    def merge(self, other: ProbeCounts) -> ProbeCounts:
-        """Sum of two partial runs over disjoint samples (shards) with identical settings."""
-        same = (self.probe, self.draws, self.models, self.crafted_on, self.sample_ids)
-        if same != (other.probe, other.draws, other.models, other.crafted_on, other.sample_ids) or not np.array_equal(
-            self.taus, other.taus
-        ):
-            raise ConfigError("cannot merge counts from runs with different probes, τ grids, draws, models or samples")
-        return replace(
-            self,
-            correct=self.correct + other.correct,
-            disagree=self.disagree + other.disagree,
-            evaluated=np.logical_and(self.evaluated_mask, other.evaluated_mask),
-        )
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"correct": self.correct, "disagree": self.disagree, "taus": self.taus, "labels": self.labels}
-
-
-# ------------------------------------------------------------------------------------------------ preparation
-
-
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d | nn.Conv3d) for m in model.modules())
-
-
-@dataclass
-class PreparedModel:
-    name: str
-    module: nn.Module
-    num_classes: int | None
-
-
-def fold_batchnorm(module: AuditableModel) -> bool:
-    """Fold eval-mode BatchNorm into the preceding conv/linear layer (torch.fx); False if it cannot trace.
-
-    Mathematically identical in eval mode (outputs agree to ~1e-5), and it halves the cost of the backward
-    passes adversarial probes need: BatchNorm's backward is as expensive as the convolution's here.
-    """
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        module.net = fuse(module.net, inplace=False)
-    except Exception as exc:  # noqa: BLE001 - any tracing failure just means "no folding"
-        log.debug("BatchNorm folding skipped for %s: %s", module.meta.name, exc)
-        return False
-    return True
-
-
-def pool_before_relu(module: AuditableModel) -> int:
-    """Rewrite ``maxpool(relu(h))`` as ``relu(maxpool(h))`` in a traced (BatchNorm-folded) network.
-
-    Exact: ReLU is monotone, so the max of the rectified values is the rectified max, and both forms route the
-    gradient to the same (first) arg-max. The ReLU then runs on a quarter of the elements (2x2 pooling).
-    Returns the number of swaps (the ablation in docs/performance.md measures the gain).
-    """
-    graph_module = module.net
-    if not isinstance(graph_module, torch.fx.GraphModule):
-        return 0
-    modules = dict(graph_module.named_modules())
-
-    def is_relu(node: torch.fx.Node) -> bool:
-        if node.op == "call_module":
-            target = modules.get(str(node.target))
-            return isinstance(target, nn.ReLU)
-        return node.op == "call_function" and node.target in (torch.relu, F.relu) and not node.kwargs
-
-    def is_maxpool(node: torch.fx.Node) -> bool:
-        return node.op == "call_module" and isinstance(modules.get(str(node.target)), nn.MaxPool2d | nn.MaxPool1d)
-
-    swaps = 0
-    for relu in list(graph_module.graph.nodes):
-        if not is_relu(relu) or len(relu.users) != 1 or len(relu.args) != 1:
-            continue
-        pool = next(iter(relu.users))
-        if not is_maxpool(pool) or modules[str(pool.target)].return_indices:
-            continue
-        # h -> relu -> pool -> users   becomes   h -> pool -> relu -> users
-        source = relu.args[0]
-        pool.replace_all_uses_with(relu)
-        pool.args = (source, *pool.args[1:])
-        relu.args = (pool,)
-        relu.prepend(pool)
-        swaps += 1
-    if swaps:
-        graph_module.graph.lint()
-        graph_module.recompile()
-    return swaps
-
-
-def prepare_models(
-    models: Sequence[AuditableModel],
-    device: torch.device,
-    channels_last: bool,
-    compile_models: bool,
-    fuse_batchnorm: bool = True,
-) -> list[PreparedModel]:
-    """Private eval-mode copies on ``device``: parameters frozen, BatchNorm folded, optionally channels_last
-    and compiled. The caller's models are never modified."""
-    prepared = []
-    for model in models:
-        module = copy.deepcopy(model).eval()
-        if fuse_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-            if fold_batchnorm(module):
-                pool_before_relu(module)
-        module = module.to(device)
-        for p in module.parameters():
-            p.requires_grad_(False)
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        if compile_models:
-            module = torch.compile(module)  # type: ignore[assignment]
-        prepared.append(PreparedModel(model.meta.name, module, model.meta.num_classes))
-    return prepared
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # pragma: no cover - old torch
-            return False
-    return False
-
-
-def autocast_factory(device: torch.device, precision: str):
-    if precision == "fp32":
-        return nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@dataclass(frozen=True)
-class PrecisionDecision:
-    precision: str
-    flip_rates: dict[str, float]
-    rows: int
-    reason: str
-
-
-def choose_precision(
-    prepared: Sequence[PreparedModel], samples: Samples, taus: Sequence[float], device: torch.device, seed: int
-) -> PrecisionDecision:
-    """``auto``: bf16 only where it is supported and flips ≤ 0.1 % of predictions against fp32 on these models.
-
-    The check uses the forget samples themselves, clean and with Gaussian noise at the largest τ.
-    """
-    if not bf16_supported(device):
-        return PrecisionDecision("fp32", {}, 0, f"bf16 is not supported on {device.type} here")
-    n = min(len(samples), 512)
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(samples), generator=gen)[:n]
-    x = samples.x[idx]
-    tau = max(taus)
-    noisy = [GaussianProbe().perturb(None, x, samples.y[idx], tau, gen, samples.bounds) for _ in range(3)]
-    rows = torch.cat([x, *noisy]).to(device)
-    if rows.dim() == 4:
-        rows = rows.contiguous(memory_format=torch.channels_last)
-    rates = {}
-    with torch.inference_mode():
-        for model in prepared:
-            mismatches = 0
-            for start in range(0, rows.shape[0], 512):
-                block = rows[start : start + 512]
-                ref = model.module(block).float().argmax(1)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                    low = model.module(block).float().argmax(1)
-                mismatches += int((ref != low).sum())
-            rates[model.name] = mismatches / rows.shape[0]
-    worst = max(rates.values()) if rates else 0.0
-    if worst <= MAX_FLIP_RATE:
-        return PrecisionDecision("bf16", rates, rows.shape[0], f"bf16 flips {worst:.3%} of predictions (≤ 0.1 %)")
-    return PrecisionDecision("fp32", rates, rows.shape[0], f"bf16 would flip {worst:.3%} of predictions (> 0.1 %)")
-
-
 CPU_MAX_ROWS = 256
 
 
@@ -322,15 +94,6 @@ def auto_batch_size(input_shape: tuple[int, ...], budget_mb: int, adversarial: b
     rows = int(budget_mb * 1024**2 // max(per_row, 1))
     cap = CPU_MAX_ROWS if device_type == "cpu" else 4096
     return int(min(cap, max(32, rows)))
-
-
-# --------------------------------------------------------------------------------------------------- running
-
-
-def _resolve_channels_last(setting: bool | None, samples: Samples, models: Sequence[AuditableModel]) -> bool:
-    if setting is not None:
-        return setting
-    return samples.x.dim() == 4 and any(_has_conv(m) for m in models)
 
 
 def _infer_num_classes(prepared: Sequence[PreparedModel], x: torch.Tensor) -> int:
@@ -371,7 +134,7 @@ class Engine:
         self.samples = samples
         self.progress = progress
         self.device = resolve_device(config.device)
-        self.channels_last = _resolve_channels_last(config.channels_last, samples, models) and self.device.type != "mps"
+        self.channels_last = resolve_channels_last(config.channels_last, samples, models) and self.device.type != "mps"
         self.models = prepare_models(models, self.device, self.channels_last, config.compile, config.fuse_batchnorm)
         probe_x = samples.x[: min(8, len(samples))].to(self.device)
         self.num_classes = _infer_num_classes(self.models, probe_x)
@@ -513,33 +276,3 @@ class Engine:
                 check_logits(logits, self.num_classes, model.name)
                 preds[m] = logits.argmax(1)
         return preds
-
-
-def make_engine(
-    models: Sequence[AuditableModel],
-    samples: Samples,
-    config: EngineConfig,
-    *,
-    subjects: int = 1,
-    progress: Progress = NULL_PROGRESS,
-) -> Engine:
-    """The engine ``config.engine`` names: ``fused`` (ours) or ``art`` (ART's attacks, a slower second opinion)."""
-    if config.engine == "art":
-        from .art_engine import ArtEngine
-
-        return ArtEngine(models, samples, config, subjects=subjects, progress=progress)
-    return Engine(models, samples, config, subjects=subjects, progress=progress)
-
-
-def run_probes(
-    probes: Sequence[Probe],
-    models: Sequence[AuditableModel],
-    samples: Samples,
-    config: EngineConfig,
-    *,
-    subjects: int = 1,
-    progress: Progress = NULL_PROGRESS,
-) -> dict[str, ProbeCounts]:
-    """Convenience: one engine, several probes."""
-    engine = make_engine(models, samples, config, subjects=subjects, progress=progress)
-    return {probe_label(p): engine.run(p) for p in probes}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .base import ChunkContext, Probe, RowBatch, RowBuffer, clip
+from .base import ChunkContext, Probe, RowBatch, RowBuffer, clip, uniform_in_ball
 from .keys import generator_for
 
 
@@ -94,11 +93,4 @@ class UniformBallProbe(RandomProbe):
         return f"uniform in the {'ℓ∞' if self.norm == 'linf' else 'ℓ2'} ball of radius τ, clipped"
 
     def unit_noise(self, count: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-        device = generator.device
-        if self.norm == "linf":
-            return torch.rand(count, *shape, generator=generator, device=device) * 2.0 - 1.0
-        d = math.prod(shape)
-        direction = torch.randn(count, d, generator=generator, device=device)
-        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        radius = torch.rand(count, 1, generator=generator, device=device) ** (1.0 / d)
-        return (direction * radius).view(count, *shape)
+        return uniform_in_ball(count, shape, self.norm, generator)

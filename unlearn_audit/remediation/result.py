@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..audit import AuditResult
     from ..io.models import AuditableModel
+    from ..results import AuditResult
 
 
 @dataclass
@@ -84,9 +84,9 @@ class RemediationResult:
         }
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
-        from ..audit import _jsonable
+        from ..results import jsonable
 
-        text = json.dumps(_jsonable(self.to_dict()), indent=indent, allow_nan=False) + "\n"
+        text = json.dumps(jsonable(self.to_dict()), indent=indent, allow_nan=False) + "\n"
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text, encoding="utf-8")

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 from ..inference import predict
@@ -25,10 +25,21 @@ from ..progress import NULL_PROGRESS, Progress
 from .result import RemediationResult
 
 if TYPE_CHECKING:
-    from ..audit import Audit, AuditResult
+    from ..config import AuditConfig
+    from ..results import AuditResult
 
 SEARCH_KNOB = {"rurk": "lambda_neighbour", "rea": "erase_lr"}
 DEFAULT_MAX_TRIALS = 10
+
+
+class AuditRunner(Protocol):
+    """What the verify loop needs from :class:`unlearn_audit.audit.Audit`: its settings, its forget set, and the
+    same audit run on another model. A protocol, so remediation never imports the audit flow that calls it."""
+
+    config: AuditConfig
+    forget: Samples
+
+    def run(self, model: AuditableModel) -> AuditResult: ...
 
 
 def accuracy(model: AuditableModel, samples: Samples) -> float:
@@ -92,7 +103,7 @@ def _trial_record(
 
 
 def remediate(
-    audit: Audit,
+    audit: AuditRunner,
     model: AuditableModel,
     retain: Samples,
     test: Samples | None = None,

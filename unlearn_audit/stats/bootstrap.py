@@ -2,6 +2,11 @@
 
 Resampling whole samples keeps the draws of one sample together, so the intervals account for both sources
 of noise: the Monte-Carlo draws and the finite forget set.
+
+Why not ``scipy.stats.bootstrap``: here one weight matrix is drawn once and shared by every τ row, the pooled
+estimate and every null comparison, so they are computed on the same (paired) resamples, and it can be
+regenerated chunk by chunk so memory does not grow with the forget set. scipy resamples per call; for one BCa
+ratio of means at n = 2,000 it took 2.2 s and 156 MiB against 0.87 s and 40 MiB here (docs/architecture.md).
 """
 
 from __future__ import annotations

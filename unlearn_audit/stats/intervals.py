@@ -1,4 +1,10 @@
-"""Confidence intervals for single proportions and the :class:`Estimate` value object."""
+"""Confidence intervals for single proportions and the :class:`Estimate` value object.
+
+Why not ``scipy.stats.binomtest(k, n).proportion_ci``: measured on 900 (k, n) pairs (docs/architecture.md), it
+is 8× slower for Wilson and 20× slower for Clopper–Pearson (it computes the test as well), its bounds differ from
+these in the last bits (which would change published reports), and it has no vectorised form for
+:func:`wilson_arrays`. Clopper–Pearson here is two calls of ``scipy.stats.beta.ppf``.
+"""
 
 from __future__ import annotations
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from .pertest import benjamini_hochberg
-
 #: φ is clipped to ±CLIP so a saturated softmax (float32 logit gaps beyond ~100) does not dominate the variance.
 CLIP = 30.0
 
@@ -119,7 +117,7 @@ def reference_calibrated_test(subject_phi: np.ndarray, reference_phi: np.ndarray
     return MembershipTest(
         score=score,
         p_value=p,
-        p_adjusted=benjamini_hochberg(p),
+        p_adjusted=stats.false_discovery_control(p),
         reference_mean=mu,
         reference_sd=sd,
         prior_scale=s0,

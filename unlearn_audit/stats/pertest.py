@@ -1,5 +1,6 @@
 """Per-sample evidence: does the audited model recognise *this* sample's neighbourhood more often than the
-references? One-sided exact conditional test per sample, Benjamini–Hochberg across samples."""
+references? One-sided exact conditional test per sample; the callers adjust across samples with
+Benjamini–Hochberg, ``scipy.stats.false_discovery_control``."""
 
 from __future__ import annotations
 
@@ -18,20 +19,6 @@ def one_sided_exact(u: np.ndarray, v_total: np.ndarray, trials_m: int, trials_re
     v_total = np.asarray(v_total, dtype=np.int64)
     successes = u + v_total
     return stats.hypergeom.sf(u - 1, trials_m + trials_ref, successes, trials_m)
-
-
-def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
-    """BH-adjusted p-values (q-values); reject where ``adjusted <= alpha`` controls the FDR at ``alpha``."""
-    p = np.asarray(p_values, dtype=float)
-    n = p.size
-    if n == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * n / np.arange(1, n + 1)
-    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
 
 
 def retraining_dispersion(v_refs: np.ndarray, trials: int) -> float:
