@@ -1,13 +1,11 @@
 """Error hierarchy. Every user-facing problem is one of these, with a one-line message that names the
-file/row/field and the fix. The CLI maps each class to an exit code in one table (``cli.EXIT_CODES``)."""
+file/row/field and the fix. The CLI maps them to exit codes in one table (``unlearn_audit.cli.EXIT_CODES``)."""
 
 from __future__ import annotations
 
 
 class UnlearnAuditError(Exception):
     """Base class for every error this package raises on purpose."""
-
-    exit_code = 2
 
     def __init__(self, message: str) -> None:
         # One line, always: a multi-line message breaks CI logs and grep.

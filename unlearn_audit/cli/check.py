@@ -1,0 +1,139 @@
+"""``unlearn-audit check``: audit a model for residual knowledge of its forget set (the CI gate)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import console
+from ..render import render_result
+from .groups import OptionGroup, with_option_groups
+from .options import (
+    ModelLoading,
+    PolicySettings,
+    ProbeSettings,
+    ReportOutput,
+    SampleLoading,
+    VerboseOpt,
+    write_json,
+)
+
+USAGE = "unlearn-audit check MODEL --forget FORGET --reference REF [--reference REF ...] [options]"
+
+ModelArg = Annotated[Path, typer.Argument(help="The unlearned checkpoint to audit.")]
+ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")]
+ReferenceOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--reference",
+        help="A model retrained without the forget set; repeat for several (K >= 2 measures the retraining spread).",
+    ),
+]
+HoldoutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--holdout", help="Unseen samples of the forget set's classes: R_norm beside R, or reference-free screening."
+    ),
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")]
+
+
+@dataclass(frozen=True)
+class LongRuns(OptionGroup):
+    """Checkpointed, resumable and distributed audits (docs/scale.md)."""
+
+    work_dir: Annotated[
+        Path | None,
+        typer.Option("--work-dir", help="Checkpoint partial counts here; rerunning the same command resumes."),
+    ] = None
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", help="Forget samples per checkpoint / distributed work unit.")
+    ] = 256
+
+
+@dataclass(frozen=True)
+class PanelInputs(OptionGroup):
+    """The standard unlearning panel beside r_τ, and the models and sets it scores (docs/metrics.md)."""
+
+    original: Annotated[
+        Path | None, typer.Option("--original", help="The model before unlearning: adds re-learn time to the panel.")
+    ] = None
+    retain: Annotated[
+        Path | None, typer.Option("--retain", help="Retain samples (or a subset): Retain Acc and the MIAs' training.")
+    ] = None
+    test: Annotated[
+        Path | None, typer.Option("--test", help="Held-out test samples: Test Acc, the MIAs' unseen side, ROC.")
+    ] = None
+    panel: Annotated[
+        str,
+        typer.Option(
+            "--panel",
+            help="Standard unlearning panel beside r_τ: standard (accuracies, MIA, Avg Gap, re-learn time), all (+ Reminiscence probe), none.",
+        ),
+    ] = "standard"
+
+    def sets(self) -> dict[str, Any]:
+        """The panel's inputs as :class:`~unlearn_audit.audit.Audit` takes them."""
+        return dict(original=self.original, retain=self.retain, test=self.test)
+
+
+def command_line() -> str | None:
+    """The command as typed, for the provenance (None when ``check`` did not come from argv)."""
+    return "unlearn-audit check " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["check"] else None
+
+
+@with_option_groups
+def check(
+    model: ModelArg,
+    *,
+    forget: ForgetOpt,
+    reference: ReferenceOpt = None,
+    holdout: HoldoutOpt = None,
+    models: ModelLoading,
+    samples: SampleLoading,
+    probing: ProbeSettings,
+    policy: PolicySettings,
+    json_out: JsonOpt = None,
+    report: ReportOutput,
+    long_runs: LongRuns,
+    metrics: PanelInputs,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
+
+    Under torchrun (``torchrun --nproc-per-node N -m unlearn_audit check ...``) the forget set is sharded across
+    processes and rank 0 prints and writes the report."""
+    from ..audit import Audit
+    from ..distributed import current
+
+    console.configure_logging(verbose)
+    report.validate()
+    config = probing.config(policy.policy(), metrics.panel)
+    dist = current()
+    with console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
+        audit = Audit(
+            model,
+            references=reference or [],
+            forget=forget,
+            holdout=holdout,
+            config=config,
+            progress=progress,
+            model_options=models.options(),
+            sample_options=samples.options(),
+            command=command_line(),
+            **long_runs.options(),
+            **metrics.sets(),
+        )
+        for warning in [*audit.forget.warnings, *(audit.holdout.warnings if audit.holdout else [])]:
+            console.warn(warning)
+        result = audit.run()
+    if dist is not None and not dist.is_main:
+        return result.exit_code
+    render_result(result)
+    write_json(result, json_out)
+    report.write(result.to_dict(), audit.forget)
+    return result.exit_code
