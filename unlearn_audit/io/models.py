@@ -38,8 +38,8 @@ from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
 from .architectures import ARCH_ATTRIBUTE, build_architecture, default_input_shape
 from .checkpoint import read_checkpoint, write_safetensors
+from .first_layer import file_channels
 from .hashing import sha256_file, sha256_state_dict
-from .shapes import file_channels
 
 log = logging.getLogger(__name__)
 

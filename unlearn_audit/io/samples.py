@@ -21,7 +21,7 @@ import math
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +30,10 @@ import torch
 
 from ..errors import InputError
 from .datasets import FolderDataset, open_dataset
-from .hashing import sha256_file, sha256_tensors
+from .hashing import sha256_file
 from .images import MAX_IMAGE_PIXELS, load_image
 from .lazy import LazyRows
+from .sampleset import Domain, Samples
 from .shapes import InputSpec, conform
 from .tables import Table, ids_column, parse_label, read_table, resolve_inside
 
@@ -49,71 +50,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Domain = Literal["image", "tabular"]
 DEFAULT_MAX_ROWS = 500_000
 #: Sets larger than this (as float32) are kept lazy: rows are converted only when a chunk is requested.
 LAZY_THRESHOLD_BYTES = int(16 * 1024**2)
-
-
-@dataclass(frozen=True)
-class Samples:
-    """A labelled set of inputs. ``bounds`` is the valid input range probes clip to (None: no clipping)."""
-
-    x: torch.Tensor  # or a LazyRows view for large dataset-backed sets (index it to get tensors)
-    y: torch.Tensor
-    ids: tuple[str, ...]
-    domain: Domain = "image"
-    bounds: tuple[float, float] | None = (0.0, 1.0)
-    source: str = "<memory>"
-    sha256: str | None = None
-    warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0] or self.y.shape[0] != len(self.ids):
-            raise InputError(
-                f"{self.source}: {self.x.shape[0]} inputs, {self.y.shape[0]} labels and {len(self.ids)} ids; "
-                "they must have the same length"
-            )
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self.x.shape[1:])
-
-    @property
-    def is_lazy(self) -> bool:
-        return isinstance(self.x, LazyRows)
-
-    @property
-    def content_sha256(self) -> str:
-        if isinstance(self.x, LazyRows):
-            import hashlib
-
-            digest = hashlib.sha256(f"float32{tuple(self.x.shape)}".encode())
-            for block in self.x.chunks():
-                digest.update(block.numpy().tobytes())
-            return digest.hexdigest() + ":" + sha256_tensors(self.y)[:16]
-        return sha256_tensors(self.x, self.y)
-
-    def materialise(self) -> Samples:
-        """The same set with ``x`` as an in-memory tensor."""
-        return replace(self, x=self.x[:]) if isinstance(self.x, LazyRows) else self
-
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, source: str | None = None) -> Samples:
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return replace(
-            self,
-            x=self.x.subset(idx.numpy()) if isinstance(self.x, LazyRows) else self.x[idx],  # type: ignore[arg-type]
-            y=self.y[idx],
-            ids=tuple(self.ids[int(i)] for i in idx),
-            source=source or f"{self.source}[subset]",
-            sha256=None,
-        )
-
-    def classes(self) -> list[int]:
-        return sorted(int(c) for c in torch.unique(self.y))
 
 
 def samples_from_tensors(

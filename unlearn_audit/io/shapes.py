@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .models import AuditableModel
-    from .samples import Samples
+    from .sampleset import Samples
 
 log = logging.getLogger(__name__)
 
@@ -237,28 +237,3 @@ def fit_samples(samples: Samples, model: AuditableModel) -> Samples:
     if not announce_input(model, spec, note) and note:
         log.info("%s", note)
     return fitted
-
-
-def file_channels(net: nn.Module, state: dict[str, torch.Tensor], shape: Sequence[int]) -> tuple[int, str] | None:
-    """The input channels a checkpoint's first conv takes when they differ from ``net``'s (built for ``shape``).
-
-    Returns ``(channels, "conv1.weight [64, 1, 7, 7]")``, or None when the first layer is not a conv, its tensor
-    is not in ``state``, or the channel counts agree."""
-    if len(shape) != 3:
-        return None
-    from .first_layer import trace_first_layer
-
-    device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    layer = trace_first_layer(net, torch.zeros((1, *shape), device=device))
-    if not isinstance(layer, FirstLayer) or layer.kind != "channels" or layer.tensor is None:
-        return None
-    built, saved = net.state_dict().get(layer.tensor), state.get(layer.tensor)
-    if built is None or saved is None or saved.dim() != built.dim() or saved.dim() < 3:
-        return None
-    groups = layer.value[0] // int(built.shape[1])
-    if int(built.shape[1]) * groups != layer.value[0] or saved.shape[0] != built.shape[0]:
-        return None  # a transposed conv, or not the same layer
-    channels = int(saved.shape[1]) * groups
-    if channels == shape[0]:
-        return None
-    return channels, f"{layer.tensor} {list(saved.shape)}"
