@@ -80,9 +80,9 @@ def _r_values(result) -> dict[tuple[str, float], float]:  # noqa: ANN001
 def format_audits(exported: dict[str, Path], forget_subset: Path):  # noqa: ANN201
     """One audit of the safetensors model, its .pt2 and its ONNX export, given as paths (shared draws)."""
     audit = Audit(references=REFERENCES, forget=forget_subset, config=CONFIG)
-    return audit.run_many(
-        {"safetensors": FMNIST / "gd.safetensors", "pt2": exported["pt2"], "onnx": exported["onnx"]}
-    )
+    paths = {"safetensors": FMNIST / "gd.safetensors", **exported}
+    results = audit.run_many({kind: path for kind, path in paths.items()})
+    return {kind: results[path.stem] for kind, path in paths.items()}  # a model given as a path keeps its file's name
 
 
 # ------------------------------------------------------------------------------------------- dispatch
