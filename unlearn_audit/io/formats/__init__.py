@@ -9,6 +9,7 @@ the table of accepted forms and what each needs installed.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from ..models import AuditableModel
 from .common import FORMAT_KEY, LoadOptions
 
 ModelFormat = Literal["pt2", "onnx", "timm", "hf"]
+log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT_KEY", "LoadOptions", "ModelFormat", "load_foreign_model", "model_format"]
 
@@ -65,6 +67,8 @@ def load_foreign_model(kind: ModelFormat, path: str | Path, options: LoadOptions
     path = Path(path)
     if kind != "hf" and not path.exists():
         raise CheckpointError(f"{path}: no such file")
+    if kind in ("pt2", "onnx") and options.arch:
+        log.warning("%s: --arch %s is ignored; a %s file carries its own architecture", path, options.arch, kind)
     if kind == "pt2":
         from .exported import load_pt2
 
