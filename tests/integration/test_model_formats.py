@@ -543,3 +543,20 @@ def test_hf_folder_without_processor_config_needs_mean_and_std(hf_folder, tmp_pa
     with pytest.raises(CheckpointError, match="normalisation is unknown; pass --mean and --std"):
         load_model(bare)
     assert load_model(bare, mean=[0.5], std=[0.25], device="cpu").meta.extra["normalisation_source"] == "options"
+
+
+def test_hf_shards_outside_the_folder_and_unknown_types_are_refused(hf_folder, tmp_path: Path) -> None:  # noqa: ANN001
+    import shutil
+
+    folder, _ = hf_folder
+    sharded = tmp_path / "sharded"
+    shutil.copytree(folder, sharded)
+    (sharded / "model.safetensors").rename(tmp_path / "outside.safetensors")
+    index = {"metadata": {}, "weight_map": {"classifier.bias": "../outside.safetensors"}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="is not a file in the model's folder"):
+        load_model(sharded)
+    config = json.loads((folder / "config.json").read_text())
+    (sharded / "config.json").write_text(json.dumps({**config, "model_type": "evil-net"}))
+    with pytest.raises(CheckpointError, match="'evil-net' is not built into transformers"):
+        load_model(sharded)

@@ -167,14 +167,6 @@ def load_hf(path: Path, options: LoadOptions) -> AuditableModel:
     processor = _json_file(processor_path) if processor_path.is_file() else None
     if processor is not None:
         _refuse_custom_code(processor_path, processor)
-    if path.is_dir():
-        state, sha, files = _folder_weights(path, options.allow_pickle)
-    elif path.is_file():
-        state, _ = read_checkpoint(path, allow_pickle=options.allow_pickle)
-        sha, files = sha256_file(path), [path]
-    else:
-        raise CheckpointError(f"{path}: no such file or folder")
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers = require("transformers", "hf", "loading a Hugging Face model", path)
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -198,6 +190,14 @@ def load_hf(path: Path, options: LoadOptions) -> AuditableModel:
         ) from exc
     except Exception as exc:  # noqa: BLE001 - a config class rejecting a value
         raise CheckpointError(f"{config_path}: invalid {model_type} config ({type(exc).__name__}: {exc})") from exc
+    if path.is_dir():
+        state, sha, files = _folder_weights(path, options.allow_pickle)
+    elif path.is_file():
+        state, _ = read_checkpoint(path, allow_pickle=options.allow_pickle)
+        sha, files = sha256_file(path), [path]
+    else:
+        raise CheckpointError(f"{path}: no such file or folder")
+
     classes = choose(path, "num_classes", options.num_classes, int(config.num_labels), "config.json's num_labels")
     if classes != config.num_labels:
         raise ConfigError(f"--num-classes {classes} but {config_path} has num_labels={config.num_labels}")
