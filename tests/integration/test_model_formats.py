@@ -485,7 +485,9 @@ def hf_folder(formats_dir: Path):  # noqa: ANN201
     return folder, network
 
 
-def test_hf_folder_and_hf_arch_load_offline(hf_folder, monkeypatch) -> None:  # noqa: ANN001
+def test_hf_folder_and_hf_arch_load_offline(hf_folder, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    from unlearn_audit import save_model
+
     folder, network = hf_folder
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = load_model(folder, device="cpu")
@@ -499,6 +501,9 @@ def test_hf_folder_and_hf_arch_load_offline(hf_folder, monkeypatch) -> None:  # 
     assert torch.equal(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0])
     weights_only = load_model(folder / "model.safetensors", arch=f"hf:{folder}", device="cpu")
     assert torch.equal(weights_only(x), ours)
+    saved = tmp_path / "unlearned.safetensors"  # what unlearning methods write: arch hf:DIR in the metadata
+    save_model(model, saved)
+    assert torch.equal(load_model(saved, device="cpu")(x), ours)
 
 
 @pytest.mark.slow

@@ -154,7 +154,9 @@ def _quiet_transformers(transformers: Any) -> Iterator[None]:
 
 
 def load_hf(path: Path, options: LoadOptions) -> AuditableModel:
-    arch = options.arch or ""
+    from . import _stored_arch
+
+    arch = options.arch or (_stored_arch(path) if path.is_file() else None) or ""
     config_dir = Path(arch[3:]) if arch.startswith("hf:") else path
     if not config_dir.is_dir():
         raise CheckpointError(f"{config_dir}: no such folder (a Hugging Face model folder with config.json)")
@@ -195,6 +197,8 @@ def load_hf(path: Path, options: LoadOptions) -> AuditableModel:
     elif path.is_file():
         state, _ = read_checkpoint(path, allow_pickle=options.allow_pickle)
         sha, files = sha256_file(path), [path]
+        if state and all(k.startswith("model.") for k in state):  # saved by save_model from ImageClassifierLogits
+            state = {k[len("model.") :]: v for k, v in state.items()}
     else:
         raise CheckpointError(f"{path}: no such file or folder")
 
