@@ -102,6 +102,9 @@ class Audit:
         self.retain = self._samples(retain, "retain") if retain is not None else None
         self.test = self._samples(test, "test") if test is not None else None
         self.original = self._model(original, "original") if original is not None else None
+        # a model converted from ONNX is re-checked against onnxruntime on the forget set (io/formats/onnx_models.py)
+        self.references = [self._conversion_checked(r) for r in self.references]
+        self.model = self._conversion_checked(self.model) if self.model is not None else None
         if not self.references and self.holdout is None:
             raise ConfigError(
                 "nothing to compare against: pass --reference (a model retrained without the forget set; the strong "
@@ -121,6 +124,12 @@ class Audit:
             opts = {k: v for k, v in self._model_options.items() if v is not None}
             return load_model(model, device="cpu", **opts)
         return wrap_model(model, name=name)
+
+    def _conversion_checked(self, model: AuditableModel) -> AuditableModel:
+        from .io.formats.onnx_models import recheck_on_samples
+
+        on = f"the forget set ({len(self.forget)} samples, content sha256 {self.forget.content_sha256[:12]})"
+        return recheck_on_samples(model, self.forget.x, on)
 
     def _samples(self, samples: SamplesLike, role: str) -> Samples:
         template = self.model or (self.references[0] if self.references else None)
@@ -184,7 +193,7 @@ class Audit:
         clock = time.perf_counter()
         subjects = []
         for name, m in models.items():
-            loaded = self._model(m, name)
+            loaded = self._conversion_checked(self._model(m, name))
             if loaded.meta.name != name and not isinstance(m, str | Path):
                 loaded = _renamed(loaded, name)
             subjects.append(loaded)

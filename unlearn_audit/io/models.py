@@ -291,10 +291,24 @@ def load_model(
 ) -> AuditableModel:
     """Load a checkpoint into an :class:`AuditableModel` in eval mode on ``device``.
 
+    ``path`` may also be a torch.export ``.pt2``, an ``.onnx`` file, a Hugging Face folder, or weights for
+    ``arch="timm:NAME"``/``"hf:DIR"`` (see io/formats/ and docs/model-formats.md).
+
     Explicit arguments win over the file's metadata (a warning is logged when they disagree). Loading is
     strict; a mismatch raises :class:`CheckpointError` with a one-line diagnosis and a hint.
     """
     path = Path(path)
+    # --- models without their code: .pt2, .onnx, a Hugging Face folder, --arch timm:NAME / hf:DIR (io/formats/) ---
+    from .formats import LoadOptions, load_foreign_model, model_format
+
+    foreign = model_format(path, arch)
+    if foreign is not None:
+        options = LoadOptions.parse(
+            arch=arch, num_classes=num_classes, input_shape=input_shape, mean=mean, std=std,
+            device=device, allow_pickle=allow_pickle, name=name,
+        )  # fmt: skip
+        return load_foreign_model(foreign, path, options)
+    # --- a state dict (safetensors, or a weights-only pickle behind allow_pickle) ---
     state, meta = read_checkpoint(path, allow_pickle=allow_pickle)
     if not state:
         raise CheckpointError(f"{path}: contains no tensors")

@@ -110,7 +110,10 @@ def prepare_models(
     prepared = []
     for model in models:
         module = copy.deepcopy(model).eval()
-        if fuse_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        fold_own_graph = getattr(module.net, "fold_batchnorm", None)  # an exported program (io/formats/exported.py)
+        if fuse_batchnorm and callable(fold_own_graph):
+            fold_own_graph()
+        elif fuse_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
             if fold_batchnorm(module):
                 pool_before_relu(module)
         module = module.to(device)
