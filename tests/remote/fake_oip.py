@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import ssl
 import threading
 import time
 from collections import Counter
@@ -63,8 +64,10 @@ class FakeOIPServer:
         output_name: str = "logits",
         token: str | None = None,
         upstream: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
+        self.tls = tls
         self.input_shape = input_shape
         self.num_classes = num_classes
         self.datatype = datatype
@@ -103,6 +106,8 @@ class FakeOIPServer:
     def start(self) -> FakeOIPServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = _QuietServer(("127.0.0.1", 0), handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -128,7 +133,7 @@ class FakeOIPServer:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:

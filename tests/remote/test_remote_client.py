@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import sqlite3
+import ssl
+import subprocess
 import time
 
 import numpy as np
@@ -609,3 +612,29 @@ def test_the_cache_is_sqlite_with_committed_rows(fake, tmp_path):
         (count,) = db.execute("SELECT COUNT(*) FROM answers").fetchone()
         specs = {s for (s,) in db.execute("SELECT DISTINCT spec FROM answers")}
     assert count == 23 and specs == {"scores:<f4"}
+
+
+def test_https_with_the_servers_certificate_authority(tmp_path):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    x = rows(10)
+    with FakeOIPServer(tls=context) as server:
+        assert server.url.startswith("https://")
+        with RemoteModel(server.url, settings(ca_file=str(cert))) as model:
+            assert np.array_equal(model.predict(x).numpy(), expected_labels(server, x))
+        with pytest.raises(EndpointUnavailableError) as info:
+            RemoteModel(server.url, settings())  # the system's CAs do not know this certificate
+        assert_one_line(info.value, "TLS certificate not trusted", "CA file")
+    with pytest.raises(ConfigError, match="only applies to https"):
+        RemoteModel("http://127.0.0.1:9/v2/models/m", settings(ca_file=str(cert)), connect=False)

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.remote.fake_oip import FakeOIPServer, row_hashes
 from tests.remote.resume_client import inputs
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 CLIENT = Path(__file__).with_name("resume_client.py")
 ROWS, CALL = 240, 64  # 4 calls of batches of 8 rows, 2 threads
 
