@@ -317,6 +317,8 @@ def test_an_error_in_one_request_stops_the_others(fake):
 CORRUPTIONS = {
     "malformed JSON": (lambda d: b'{"outputs": [', "malformed JSON"),
     "html": (lambda d: b"<html>bad gateway</html>", "malformed JSON"),
+    "nested too deeply": (lambda d: b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "not UTF-8": (lambda d: b'{"outputs": "\xff\xfe"}', "malformed JSON"),
     "no outputs": (lambda d: json.dumps({"model_name": "fake"}).encode(), "no 'outputs' list"),
     "wrong output name": (
         lambda d: json.dumps({"outputs": [{**d["outputs"][0], "name": "other"}]}).encode(),

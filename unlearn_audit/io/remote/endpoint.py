@@ -196,6 +196,8 @@ class Transport:
     def parse_json(self, payload: bytes, path: str) -> Any:
         try:
             return json.loads(payload)
+        except RecursionError as exc:
+            raise EndpointProtocolError(f"{self.endpoint}: {path} returned JSON nested too deeply to read") from exc
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EndpointProtocolError(
                 f"{self.endpoint}: {path} returned malformed JSON ({exc}); first bytes: {self.server_text(payload, 60)!r}"
