@@ -30,3 +30,23 @@ class SchemaError(UnlearnAuditError):
 
 class ModelOutputError(UnlearnAuditError):
     """A model produced unusable output (NaN/inf logits, wrong number of classes)."""
+
+
+class RemoteModelError(UnlearnAuditError):
+    """A served model (an Open Inference Protocol endpoint) cannot be used as asked."""
+
+
+class EndpointUnavailableError(RemoteModelError):
+    """The endpoint did not answer within the timeouts and the retry budget, or refused the request."""
+
+
+class EndpointProtocolError(RemoteModelError):
+    """The endpoint answered, but with something an audit cannot use (malformed JSON, wrong shape, NaN)."""
+
+
+class InconsistentAnswerError(RemoteModelError):
+    """The endpoint gave a different answer for an input it had already answered."""
+
+
+class QueryBudgetError(RemoteModelError):
+    """Sending the next request would exceed the query budget (``max_queries``)."""
