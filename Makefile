@@ -15,6 +15,10 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# torchattacks (the tests' and benchmarks' cross-check) pins requests~=2.25.1, hence urllib3<1.27, which no
+	@# resolver can square with MLServer's tritonclient (urllib3>=2.0.7). It never imports requests: install it
+	@# without its dependencies (torch, torchvision, scipy, numpy and tqdm are already there).
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt torchattacks
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
