@@ -123,7 +123,7 @@ def test_pt2_runs_like_the_source_model(exported: dict[str, Path]) -> None:
 def test_pt2_batchnorm_fold_matches_the_engines_fx_fold(exported: dict[str, Path]) -> None:
     import copy
 
-    from unlearn_audit.probes.engine import fold_batchnorm
+    from unlearn_audit.probes.preparation import fold_batchnorm
 
     source = copy.deepcopy(load_model(FMNIST / "gd.safetensors", device="cpu"))
     program = copy.deepcopy(load_model(exported["pt2"], device="cpu"))

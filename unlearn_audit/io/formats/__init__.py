@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ...errors import CheckpointError
-from ..models import AuditableModel
+from ..auditable import AuditableModel
 from .common import FORMAT_KEY, LoadOptions
 
 ModelFormat = Literal["pt2", "onnx", "timm", "hf"]
@@ -38,7 +38,7 @@ def model_format(path: str | Path, arch: str | None) -> ModelFormat | None:
     if suffix == ".pt2":
         return "pt2"
     if path.is_file() and arch is None:
-        from .exported import is_pt2_archive
+        from .pt2_safety import is_pt2_archive
 
         if is_pt2_archive(path):
             return "pt2"
