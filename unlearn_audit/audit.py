@@ -188,13 +188,16 @@ class Audit:
         )
 
     def run_many(self, models: Mapping[str, ModelLike]) -> dict[str, AuditResult]:
-        """Audit several models against the same references, sharing random draws and reference crafting."""
+        """Audit several models against the same references, sharing random draws and reference crafting.
+
+        Results are keyed, and their models named, by the keys of ``models`` (never by file names: ``gd.onnx`` and
+        ``gd.safetensors`` would collide)."""
         started = datetime.now(timezone.utc)
         clock = time.perf_counter()
         subjects = []
         for name, m in models.items():
             loaded = self._conversion_checked(self._model(m, name))
-            if loaded.meta.name != name and not isinstance(m, str | Path):
+            if loaded.meta.name != name:
                 loaded = _renamed(loaded, name)
             subjects.append(loaded)
         cfg = self.config

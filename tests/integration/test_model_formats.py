@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from tests.conftest import FMNIST, assert_one_line_error
+from tests.integration.conftest import FORGET_ROWS
 from unlearn_audit import CheckpointError, ConfigError, load_model, load_samples, wrap_model
 from unlearn_audit.audit import Audit, AuditConfig
 from unlearn_audit.info import model_info
@@ -31,7 +32,6 @@ from unlearn_audit.io.formats import model_format
 #: safetensors audit, and R may move by at most ONNX_R_TOLERANCE at any (probe, τ). Measured: 0 cells and 0.0.
 ONNX_COUNT_FRACTION = 0.005
 ONNX_R_TOLERANCE = 0.01
-FORGET_ROWS = 120
 CONFIG = AuditConfig(
     probes=("gaussian", "fgsm"), taus=(0.0, 4 / 255, 8 / 255), draws=4, seed=0, panel="none", bootstrap=200
 )
@@ -39,33 +39,6 @@ REFERENCES = [FMNIST / "retrain-2.safetensors", FMNIST / "retrain-3.safetensors"
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def formats_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("model-formats")
-
-
-@pytest.fixture(scope="session")
-def forget_subset(formats_dir: Path) -> Path:
-    """The first FORGET_ROWS forget samples as an .npz (keeps the audits below short)."""
-    data = np.load(FMNIST / "forget.npz")
-    path = formats_dir / "forget-subset.npz"
-    np.savez(path, x=data["x"][:FORGET_ROWS], y=data["y"][:FORGET_ROWS], ids=data["ids"][:FORGET_ROWS])
-    return path
-
-
-@pytest.fixture(scope="session")
-def exported(formats_dir: Path) -> dict[str, Path]:
-    """The bundled GD model exported to .pt2 (dynamic batch) and to ONNX (torch's default exporter)."""
-    net = load_model(FMNIST / "gd.safetensors", device="cpu").net.eval()
-    example = torch.rand(4, 1, 28, 28)
-    program = torch.export.export(net, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    pt2 = formats_dir / "gd_exported.pt2"
-    torch.export.save(program, pt2)
-    onnx_path = formats_dir / "gd_converted.onnx"
-    torch.onnx.export(program, (example,), str(onnx_path), input_names=["x"], output_names=["logits"], verbose=False)
-    return {"pt2": pt2, "onnx": onnx_path}
 
 
 def _subject_counts(result, probe: str) -> np.ndarray:  # noqa: ANN001
@@ -87,8 +60,7 @@ def format_audits(exported: dict[str, Path], forget_subset: Path):  # noqa: ANN2
     """One audit of the safetensors model, its .pt2 and its ONNX export, given as paths (shared draws)."""
     audit = Audit(references=REFERENCES, forget=forget_subset, config=CONFIG)
     paths = {"safetensors": FMNIST / "gd.safetensors", **exported}
-    results = audit.run_many({kind: path for kind, path in paths.items()})
-    return {kind: results[path.stem] for kind, path in paths.items()}  # a model given as a path keeps its file's name
+    return audit.run_many(paths)  # keyed, and the models named, by form
 
 
 # ------------------------------------------------------------------------------------------- dispatch

@@ -24,7 +24,12 @@ from .options import (
 
 USAGE = "unlearn-audit check MODEL --forget FORGET --reference REF [--reference REF ...] [options]"
 
-ModelArg = Annotated[Path, typer.Argument(help="The unlearned checkpoint to audit.")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The unlearned model to audit: .safetensors (+ --arch unless its metadata names it), a torch.export .pt2, an .onnx file, a Hugging Face folder, or weights for --arch timm:NAME / hf:DIR; .pt/.pth with --allow-pickle (docs/inputs.md)."
+    ),
+]
 ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")]
 ReferenceOpt = Annotated[
     list[Path] | None,

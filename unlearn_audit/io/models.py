@@ -224,6 +224,9 @@ def save_model(
     """Write the inner network's state dict as safetensors with full metadata; return the file's sha256."""
     if not isinstance(model, AuditableModel):
         raise ConfigError("save_model expects an AuditableModel; wrap a plain module with wrap_model(...) first")
+    from .formats import FORMAT_KEY, refuse_fixed_program
+
+    refuse_fixed_program(model.meta.extra.get(FORMAT_KEY), model.meta.path or model.meta.name, "save_model")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.net.state_dict().items()}
