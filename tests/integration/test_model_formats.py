@@ -149,14 +149,30 @@ def test_onnx_audit_within_tolerance_and_checked_on_the_forget_set(format_audits
 
 @pytest.mark.slow
 def test_cli_check_on_pt2_and_onnx_without_arch(exported: dict[str, Path], forget_subset: Path, cli, tmp_path) -> None:
-    for kind, path in exported.items():
+    """End to end through the CLI: the same verdict and exit code as the safetensors audit, the same R (.pt2) or R
+    within ONNX_R_TOLERANCE (ONNX)."""
+    codes, reports = {}, {}
+    for kind, path in {"safetensors": FMNIST / "gd.safetensors", **exported}.items():
         out = tmp_path / f"{kind}.json"
         args = [path, "--forget", forget_subset, "--reference", REFERENCES[0], "--reference", REFERENCES[1]]
         result = cli("check", *args, "--probes", "gaussian", "--taus", "0,4/255", "--draws", "2", "--json", out)
         assert result.code in (0, 1, 3), result.err
-        report = json.loads(out.read_text())
-        assert report["model"]["metadata"]["model_format"] == kind
-        assert report["model"]["path"] == str(path)
+        codes[kind], reports[kind] = result.code, json.loads(out.read_text())
+        assert reports[kind]["model"]["metadata"].get("model_format") == (None if kind == "safetensors" else kind)
+        assert reports[kind]["model"]["path"] == str(path)
+    r_values = {
+        kind: {(name, row["tau"]): row["R"] for name, probe in doc["probes"].items() for row in probe["taus"]}
+        for kind, doc in reports.items()
+    }
+    for kind in exported:
+        assert codes[kind] == codes["safetensors"] and reports[kind]["verdict"] == reports["safetensors"]["verdict"]
+        assert r_values[kind].keys() == r_values["safetensors"].keys()
+    assert r_values["pt2"] == r_values["safetensors"]
+    for key, value in r_values["safetensors"].items():  # None: R undefined (JSON null), in both or neither
+        onnx_value = r_values["onnx"][key]
+        assert (onnx_value is None) == (value is None) and (
+            value is None or abs(onnx_value - value) <= ONNX_R_TOLERANCE
+        )
     onnx_report = json.loads((tmp_path / "onnx.json").read_text())
     assert json.loads(onnx_report["model"]["metadata"]["onnx_check"])["rows"] == FORGET_ROWS
 
