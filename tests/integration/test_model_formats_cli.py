@@ -125,31 +125,90 @@ def test_save_model_refuses_a_program_it_could_not_load_back(exported, tmp_path:
 
 # ------------------------------------------------------------------------------------------- missing extras
 
-HIDE_AND_RUN = (
-    "import sys; sys.modules[sys.argv[1]] = None; from unlearn_audit.cli import main; sys.exit(main(sys.argv[2:]))"
-)
+HIDE_AND_RUN = """
+import json, sys
+for name in json.loads(sys.argv[1]):
+    sys.modules[name] = None  # `import name` now raises ImportError, as when the extra is not installed
+from unlearn_audit.cli import main
+for argv in json.loads(sys.argv[2]):
+    code = main(argv)
+    print(f"--- exit {code}", file=sys.stderr, flush=True)
+"""
 
 
-@pytest.mark.parametrize("missing", ["onnx", "onnx2torch", "onnxruntime", "timm", "transformers"])
-def test_a_missing_extra_names_the_pip_command(missing: str, exported, tmp_path: Path) -> None:
-    """Each optional module hidden (``sys.modules[name] = None`` makes ``import name`` fail) in a fresh CLI process."""
+def test_a_missing_extra_names_the_pip_command(exported, tmp_path: Path) -> None:
+    """onnx2torch, timm and transformers hidden in one fresh CLI process: ``info`` on an ONNX file, a timm checkpoint
+    and a Hugging Face folder each fail with one line naming the pip command of its extra, exit 2."""
     hf_folder = tmp_path / "hf"
     hf_folder.mkdir()
     (hf_folder / "config.json").write_text(json.dumps({"model_type": "vit", "num_labels": 10}))
-    args, extra = {
-        "onnx": ([exported["onnx"]], "onnx"),
-        "onnx2torch": ([exported["onnx"]], "onnx"),
-        "onnxruntime": ([exported["onnx"]], "onnx"),
-        "timm": ([FMNIST / "gd.safetensors", "--arch", "timm:resnet18"], "timm"),
-        "transformers": ([hf_folder], "hf"),
-    }[missing]
+    cases = [
+        ([exported["onnx"]], "onnx", "onnx2torch"),
+        ([FMNIST / "gd.safetensors", "--arch", "timm:resnet18"], "timm", "timm"),
+        ([hf_folder], "hf", "transformers"),
+    ]
+    argvs = [["info", *map(str, args), "--device", "cpu"] for args, _, _ in cases]
     env = {**os.environ, "PYTHONPATH": str(REPO), "UNLEARN_AUDIT_NO_PROGRESS": "1"}
+    hidden = json.dumps([module for _, _, module in cases])
     done = subprocess.run(
-        [sys.executable, "-c", HIDE_AND_RUN, missing, "info", *map(str, args), "--device", "cpu"],
+        [sys.executable, "-c", HIDE_AND_RUN, hidden, json.dumps(argvs)],
         capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
     )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
-    assert f"pip install 'unlearn-audit[{extra}]'" in lines[0] and f"missing Python module {missing!r}" in lines[0]
-    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    runs = done.stderr.split("--- exit ")
+    assert len(runs) == len(cases) + 1, done.stderr
+    for (_, extra, module), before, after in zip(cases, runs[:-1], runs[1:], strict=True):
+        lines = [line for line in before.splitlines()[1 if before is not runs[0] else 0 :] if line.strip()]
+        assert after.split("\n", 1)[0] == "2", done.stderr
+        assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
+        assert f"pip install 'unlearn-audit[{extra}]'" in lines[0] and f"missing Python module {module!r}" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------- offline
+
+CUT_OFF_AND_RUN = """
+import os, socket, sys
+def refuse(*args, **kwargs):
+    with open(os.environ["NETWORK_ATTEMPTS"], "a") as log:
+        log.write(repr(args[:2]) + "\\n")
+    raise OSError("network cut off by the test")
+socket.socket.connect = socket.socket.connect_ex = socket.getaddrinfo = socket.create_connection = refuse
+from unlearn_audit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_timm_and_hf_models_load_with_the_network_cut_off(tmp_path: Path) -> None:
+    """``info`` on a tiny timm checkpoint and a tiny Hugging Face folder, in a CLI process whose sockets refuse to
+    connect (every attempt logged): both load, and nothing tried to reach the network, with HF_HUB_OFFLINE unset."""
+    import timm
+    from safetensors.torch import save_file
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    network = timm.create_model("test_resnet", pretrained=False, num_classes=10, in_chans=3).eval()
+    weights = tmp_path / "test_resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
+    config = ViTConfig(
+        image_size=28, patch_size=7, num_channels=1, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=10,
+    )  # fmt: skip
+    folder = tmp_path / "tiny-vit"
+    ViTForImageClassification(config).eval().save_pretrained(folder)
+    ViTImageProcessor(size={"height": 28, "width": 28}, image_mean=[0.5], image_std=[0.25]).save_pretrained(folder)
+
+    attempts = tmp_path / "network-attempts.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))}
+    env |= {"PYTHONPATH": str(REPO), "UNLEARN_AUDIT_NO_PROGRESS": "1", "NETWORK_ATTEMPTS": str(attempts)}
+    for args, form in [
+        ([weights, "--arch", "timm:test_resnet", "--input-shape", "3,28,28"], "format timm checkpoint"),
+        ([folder], "format Hugging Face transformers image classifier"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-c", CUT_OFF_AND_RUN, "info", *map(str, args), "--device", "cpu"],
+            capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert form in _flat(done.stdout)
+    assert not attempts.exists(), attempts.read_text()
