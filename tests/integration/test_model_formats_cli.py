@@ -50,6 +50,23 @@ def test_run_many_names_results_by_key_when_files_share_a_stem(exported, forget_
     assert "model_format" not in results["safetensors"].model.metadata
 
 
+def test_a_reference_that_shares_the_audited_models_name_is_renamed(forget_subset: Path, tmp_path: Path) -> None:
+    """``check a/model.safetensors --reference b/model.safetensors``: the JSON names two different models."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(FMNIST / "gd.safetensors", tmp_path / "a" / "model.safetensors")
+    shutil.copy(REFERENCES[0], tmp_path / "b" / "model.safetensors")
+    audit = Audit(
+        tmp_path / "a" / "model.safetensors", [tmp_path / "b" / "model.safetensors"], forget_subset, config=QUICK
+    )
+    doc = audit.run().to_dict()
+    assert doc["model"]["name"] == "model" and [r["name"] for r in doc["references"]] == ["model#0"]
+    assert doc["references"][0]["path"] == str(tmp_path / "b" / "model.safetensors")
+    many = Audit(references=[REFERENCES[0], REFERENCES[1]], forget=forget_subset, config=QUICK)
+    results = many.run_many({"retrain-2": FMNIST / "retrain-1.safetensors"})  # a key that names a reference
+    assert [r.name for r in results["retrain-2"].references] == ["retrain-2#0", "retrain-3#1"]
+
+
 # ------------------------------------------------------------------------------------------- info and check
 
 

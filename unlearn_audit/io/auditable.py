@@ -9,6 +9,7 @@ import graph stays acyclic.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -89,10 +90,29 @@ class AuditableModel(nn.Module):
     def num_classes(self) -> int | None:
         return self.meta.num_classes
 
+    def renamed(self, name: str) -> AuditableModel:
+        """A wrapper with another display name that shares the network (the caller's own object keeps its name)."""
+        out = copy.copy(self)
+        out.meta = dataclasses.replace(self.meta, name=name)
+        return out
+
     def with_meta(self, **changes: Any) -> AuditableModel:
         """Same network object, updated metadata (e.g. after inferring the class count)."""
         self.meta = dataclasses.replace(self.meta, **changes)
         return self
+
+
+def distinct_names(references: list[AuditableModel], subjects: set[str]) -> list[AuditableModel]:
+    """``references`` renamed ``name#i`` when a name repeats among them or names an audited model
+    (``a/model.safetensors`` audited against ``b/model.safetensors``): results and precision checks key by name."""
+    names = [r.meta.name for r in references]
+    if len(set(names)) == len(names) and not subjects & set(names):
+        return references
+    renamed = [r.renamed(f"{r.meta.name}#{i}") for i, r in enumerate(references)]
+    clash = sorted(subjects & {r.meta.name for r in renamed})
+    if clash:
+        raise ConfigError(f"an audited model and a reference are both named {clash[0]!r}; give the model another name")
+    return renamed
 
 
 def wrap_model(

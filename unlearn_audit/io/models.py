@@ -40,6 +40,7 @@ from .auditable import (
     ModelMeta,
     _json_list,
     _parse_floats,
+    distinct_names,
     parse_shape,
     wrap_model,
 )
@@ -54,6 +55,7 @@ __all__ = [  # the container and the weight-fitting helpers live in .auditable a
     "AuditableModel",
     "ModelMeta",
     "diagnose_mismatch",
+    "distinct_names",
     "load_model",
     "model_metadata",
     "parse_shape",
