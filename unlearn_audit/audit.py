@@ -6,7 +6,7 @@
 
 Models and sets may be paths or objects already in memory (``nn.Module``, ``(x, y)`` tensors, ``Samples``).
 ``audit.run(other_model)`` audits another model against the same references and forget set;
-``audit.run_many({...})`` audits several models in one pass over shared random draws.
+``audit.run_many({name: model, ...})`` audits several models in one pass over shared draws, each named by its key.
 """
 
 from __future__ import annotations

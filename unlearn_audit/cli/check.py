@@ -35,7 +35,7 @@ ReferenceOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--reference",
-        help="A model retrained without the forget set; repeat for several (K >= 2 measures the retraining spread).",
+        help="A model retrained without the forget set, in any form MODEL takes; repeat for several (K >= 2 measures the retraining spread).",
     ),
 ]
 HoldoutOpt = Annotated[
