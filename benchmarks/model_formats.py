@@ -58,9 +58,8 @@ def main(rows: int) -> None:
             references=[ROOT / "retrain-2.safetensors", ROOT / "retrain-3.safetensors"], forget=forget, config=CONFIG
         )
         start = time.perf_counter()
-        by_stem = audit.run_many(dict(paths.items()))
+        results = audit.run_many(dict(paths.items()))  # keyed by form
         seconds = time.perf_counter() - start
-    results = {kind: by_stem[path.stem] for kind, path in paths.items()}
     base = results["safetensors"]
     print(f"kernels={os.environ.get('ATEN_CPU_CAPABILITY', 'native')} rows={rows} audit={seconds:.0f}s")
     for kind, result in results.items():

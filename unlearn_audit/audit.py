@@ -6,12 +6,11 @@
 
 Models and sets may be paths or objects already in memory (``nn.Module``, ``(x, y)`` tensors, ``Samples``).
 ``audit.run(other_model)`` audits another model against the same references and forget set;
-``audit.run_many({...})`` audits several models in one pass over shared random draws.
+``audit.run_many({name: model, ...})`` audits several models in one pass over shared draws, each named by its key.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import platform
@@ -31,7 +30,7 @@ from .config import AuditConfig
 from .device import configure_numerics
 from .errors import ConfigError, InputError
 from .evidence import flag_samples, null_flag_mean
-from .io.models import AuditableModel, load_model, wrap_model
+from .io.models import AuditableModel, distinct_names, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
 from .policy import Verdict, combine
@@ -50,13 +49,6 @@ log = logging.getLogger(__name__)
 
 ModelLike = AuditableModel | torch.nn.Module | str | Path
 SamplesLike = Samples | str | Path | tuple[Any, ...]
-
-
-def _renamed(model: AuditableModel, name: str) -> AuditableModel:
-    """A wrapper with another display name that shares the network: never rename the caller's own object."""
-    out = copy.copy(model)
-    out.meta = dataclasses.replace(model.meta, name=name)
-    return out
 
 
 class Audit:
@@ -115,9 +107,7 @@ class Audit:
                 self._holdout_class_weights = class_matching_weights(self.forget.y.numpy(), self.holdout.y.numpy())
             except ValueError as exc:
                 raise InputError(f"{self.holdout.source}: {exc}; add holdout samples of those classes") from exc
-        names = [r.meta.name for r in self.references]
-        if len(set(names)) != len(names):
-            self.references = [_renamed(r, f"{r.meta.name}#{i}") for i, r in enumerate(self.references)]
+        self.references = distinct_names(self.references, {self.model.meta.name} if self.model is not None else set())
 
     def _model(self, model: ModelLike, name: str) -> AuditableModel:
         if isinstance(model, str | Path):
@@ -188,15 +178,16 @@ class Audit:
         )
 
     def run_many(self, models: Mapping[str, ModelLike]) -> dict[str, AuditResult]:
-        """Audit several models against the same references, sharing random draws and reference crafting."""
+        """Audit several models against the same references, sharing draws; results keyed and named by the keys."""
         started = datetime.now(timezone.utc)
         clock = time.perf_counter()
         subjects = []
         for name, m in models.items():
             loaded = self._conversion_checked(self._model(m, name))
-            if loaded.meta.name != name and not isinstance(m, str | Path):
-                loaded = _renamed(loaded, name)
+            if loaded.meta.name != name:
+                loaded = loaded.renamed(name)
             subjects.append(loaded)
+        self.references = distinct_names(self.references, {s.meta.name for s in subjects})
         cfg = self.config
         probes = make_probes(list(cfg.probes))
         everything = [*subjects, *self.references]

@@ -23,6 +23,8 @@ class ModelInfo:
     metadata: dict[str, Any]
     has_batchnorm: bool
     normalisation: str
+    #: the form the model arrived in: safetensors, pickle (--allow-pickle), pt2, onnx, timm, hf, or in-memory
+    model_format: str = "in-memory"
     data: str | None = None
     data_sha256: str | None = None
     samples: int | None = None
@@ -44,8 +46,14 @@ def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size
     from torch import nn
 
     from .inference import predict
+    from .io.formats.onnx_models import recheck_on_samples
     from .io.shapes import announce_input, expected_input, fit_samples
 
+    if data is not None:
+        data = fit_samples(data, model)
+        # a model converted from ONNX is re-checked against onnxruntime on the data it is scored on
+        on = f"the data ({len(data)} samples, content sha256 {data.content_sha256[:12]})"
+        model = recheck_on_samples(model, data.x, on)
     params = sum(p.numel() for p in model.net.parameters())
     trainable = sum(p.numel() for p in model.net.parameters() if p.requires_grad)
     meta = model.meta
@@ -54,8 +62,6 @@ def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size
         norm = f"inside the model: mean={list(meta.mean)} std={list(meta.std)}"
     accuracy = None
     input_shape = meta.input_shape
-    if data is not None:
-        data = fit_samples(data, model)
     spec = expected_input(model)
     if input_shape is None and data is not None and spec.inferred:
         input_shape = data.input_shape
@@ -77,8 +83,27 @@ def model_info(model: AuditableModel, data: Samples | None = None, *, batch_size
         metadata=dict(meta.extra),
         has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()),
         normalisation=norm,
+        model_format=_model_format(model),
         data=data.source if data is not None else None,
         data_sha256=data.sha256 if data is not None else None,
         samples=len(data) if data is not None else None,
         accuracy=accuracy,
     )
+
+
+def _model_format(model: AuditableModel) -> str:
+    """The form ``model`` arrived in: the loader's record for models without their code, else the checkpoint's
+    kind from its first bytes."""
+    from pathlib import Path
+
+    from .io.checkpoint import sniff_format
+    from .io.formats import FORMAT_KEY
+
+    recorded = model.meta.extra.get(FORMAT_KEY)
+    if recorded:
+        return str(recorded)
+    path = Path(model.meta.path) if model.meta.path else None
+    if path is None or not path.is_file():
+        return "in-memory"
+    kind = sniff_format(path)
+    return "pickle" if kind in ("zip", "pickle") else kind

@@ -102,6 +102,10 @@ def render_result(result: AuditResult, *, title: str | None = None) -> None:
     console.say(f"[{style}]verdict: {result.verdict.kind}[/] (exit code {result.exit_code})")
     console.say(result.verdict.reason, markup=False)
     note(result.config.policy.describe())
+    for record in [result.model, *result.references]:
+        check = conversion_check(record.metadata)
+        if check:
+            note(f"{record.name}: {check}")
     for line in result.notes:
         note(f"note: {line}")
 
@@ -175,10 +179,42 @@ def render_remediation(result: RemediationResult, out: Path, digest: str) -> Non
     note(f"remediated model written to {out} ({digest})")
 
 
+#: How ``info`` names each form a model arrives in (:attr:`~unlearn_audit.info.ModelInfo.model_format`).
+MODEL_FORMATS = {
+    "safetensors": "safetensors state dict",
+    "pickle": "torch.save pickle (read with weights_only=True)",
+    "pt2": "torch.export program (.pt2)",
+    "onnx": "ONNX, converted to torch by onnx2torch",
+    "timm": "timm checkpoint",
+    "hf": "Hugging Face transformers image classifier",
+    "in-memory": "a module in memory",
+}
+
+
+def conversion_check(metadata: Mapping[str, Any]) -> str | None:
+    """One line on how a model converted from ONNX agreed with onnxruntime (``onnx_check`` in its metadata, written by
+    io/formats/onnx_models.py); None for other models."""
+    if metadata.get("model_format") != "onnx" or not metadata.get("onnx_check"):
+        return None
+    try:
+        record = json.loads(metadata["onnx_check"])
+        outcome = "passed" if record["passed"] else "FAILED"
+        return (
+            f"ONNX check against {record['reference']}: {outcome} on {record['on']}; max |Δlogit| "
+            f"{float(record['max_abs_logit_diff']):.2g}, {record['argmax_disagreements']} of {record['rows']} "
+            f"predictions differ (tolerance {record['tolerance']}; {record['converter']})"
+        )
+    except (ValueError, KeyError, TypeError):
+        return f"ONNX check: {metadata['onnx_check']}"
+
+
 def render_model_info(path: Path, described: ModelInfo) -> None:
     """``info``: what the checkpoint is, and its accuracy on the given data."""
+    check = conversion_check(described.metadata)
     rows: list[tuple[str, object]] = [
         ("file", path),
+        ("format", MODEL_FORMATS.get(described.model_format, described.model_format)),
+        *([("ONNX check", check.removeprefix("ONNX check "))] if check else []),
         ("sha256", described.sha256),
         ("arch", described.arch),
         ("classes", described.num_classes),
@@ -187,7 +223,8 @@ def render_model_info(path: Path, described: ModelInfo) -> None:
         ("batch norm", "yes" if described.has_batchnorm else "no"),
         ("normalisation", described.normalisation),
     ]
-    rows += [(f"meta: {k}", v) for k, v in sorted(described.metadata.items())]
+    shown = {"model_format", "onnx_check"} if check else {"model_format"}
+    rows += [(f"meta: {k}", v) for k, v in sorted(described.metadata.items()) if k not in shown]
     if described.accuracy is not None:
         acc = described.accuracy
         rows += [

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from tests.conftest import FMNIST, assert_one_line_error
+from tests.integration.conftest import FORGET_ROWS
 from unlearn_audit import CheckpointError, ConfigError, load_model, load_samples, wrap_model
 from unlearn_audit.audit import Audit, AuditConfig
 from unlearn_audit.info import model_info
@@ -31,7 +32,6 @@ from unlearn_audit.io.formats import model_format
 #: safetensors audit, and R may move by at most ONNX_R_TOLERANCE at any (probe, τ). Measured: 0 cells and 0.0.
 ONNX_COUNT_FRACTION = 0.005
 ONNX_R_TOLERANCE = 0.01
-FORGET_ROWS = 120
 CONFIG = AuditConfig(
     probes=("gaussian", "fgsm"), taus=(0.0, 4 / 255, 8 / 255), draws=4, seed=0, panel="none", bootstrap=200
 )
@@ -39,33 +39,6 @@ REFERENCES = [FMNIST / "retrain-2.safetensors", FMNIST / "retrain-3.safetensors"
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def formats_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("model-formats")
-
-
-@pytest.fixture(scope="session")
-def forget_subset(formats_dir: Path) -> Path:
-    """The first FORGET_ROWS forget samples as an .npz (keeps the audits below short)."""
-    data = np.load(FMNIST / "forget.npz")
-    path = formats_dir / "forget-subset.npz"
-    np.savez(path, x=data["x"][:FORGET_ROWS], y=data["y"][:FORGET_ROWS], ids=data["ids"][:FORGET_ROWS])
-    return path
-
-
-@pytest.fixture(scope="session")
-def exported(formats_dir: Path) -> dict[str, Path]:
-    """The bundled GD model exported to .pt2 (dynamic batch) and to ONNX (torch's default exporter)."""
-    net = load_model(FMNIST / "gd.safetensors", device="cpu").net.eval()
-    example = torch.rand(4, 1, 28, 28)
-    program = torch.export.export(net, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    pt2 = formats_dir / "gd_exported.pt2"
-    torch.export.save(program, pt2)
-    onnx_path = formats_dir / "gd_converted.onnx"
-    torch.onnx.export(program, (example,), str(onnx_path), input_names=["x"], output_names=["logits"], verbose=False)
-    return {"pt2": pt2, "onnx": onnx_path}
 
 
 def _subject_counts(result, probe: str) -> np.ndarray:  # noqa: ANN001
@@ -87,8 +60,7 @@ def format_audits(exported: dict[str, Path], forget_subset: Path):  # noqa: ANN2
     """One audit of the safetensors model, its .pt2 and its ONNX export, given as paths (shared draws)."""
     audit = Audit(references=REFERENCES, forget=forget_subset, config=CONFIG)
     paths = {"safetensors": FMNIST / "gd.safetensors", **exported}
-    results = audit.run_many({kind: path for kind, path in paths.items()})
-    return {kind: results[path.stem] for kind, path in paths.items()}  # a model given as a path keeps its file's name
+    return audit.run_many(paths)  # keyed, and the models named, by form
 
 
 # ------------------------------------------------------------------------------------------- dispatch
@@ -177,14 +149,30 @@ def test_onnx_audit_within_tolerance_and_checked_on_the_forget_set(format_audits
 
 @pytest.mark.slow
 def test_cli_check_on_pt2_and_onnx_without_arch(exported: dict[str, Path], forget_subset: Path, cli, tmp_path) -> None:
-    for kind, path in exported.items():
+    """End to end through the CLI: the same verdict and exit code as the safetensors audit, the same R (.pt2) or R
+    within ONNX_R_TOLERANCE (ONNX)."""
+    codes, reports = {}, {}
+    for kind, path in {"safetensors": FMNIST / "gd.safetensors", **exported}.items():
         out = tmp_path / f"{kind}.json"
         args = [path, "--forget", forget_subset, "--reference", REFERENCES[0], "--reference", REFERENCES[1]]
         result = cli("check", *args, "--probes", "gaussian", "--taus", "0,4/255", "--draws", "2", "--json", out)
         assert result.code in (0, 1, 3), result.err
-        report = json.loads(out.read_text())
-        assert report["model"]["metadata"]["model_format"] == kind
-        assert report["model"]["path"] == str(path)
+        codes[kind], reports[kind] = result.code, json.loads(out.read_text())
+        assert reports[kind]["model"]["metadata"].get("model_format") == (None if kind == "safetensors" else kind)
+        assert reports[kind]["model"]["path"] == str(path)
+    r_values = {
+        kind: {(name, row["tau"]): row["R"] for name, probe in doc["probes"].items() for row in probe["taus"]}
+        for kind, doc in reports.items()
+    }
+    for kind in exported:
+        assert codes[kind] == codes["safetensors"] and reports[kind]["verdict"] == reports["safetensors"]["verdict"]
+        assert r_values[kind].keys() == r_values["safetensors"].keys()
+    assert r_values["pt2"] == r_values["safetensors"]
+    for key, value in r_values["safetensors"].items():  # None: R undefined (JSON null), in both or neither
+        onnx_value = r_values["onnx"][key]
+        assert (onnx_value is None) == (value is None) and (
+            value is None or abs(onnx_value - value) <= ONNX_R_TOLERANCE
+        )
     onnx_report = json.loads((tmp_path / "onnx.json").read_text())
     assert json.loads(onnx_report["model"]["metadata"]["onnx_check"])["rows"] == FORGET_ROWS
 

@@ -24,13 +24,18 @@ from .options import (
 
 USAGE = "unlearn-audit check MODEL --forget FORGET --reference REF [--reference REF ...] [options]"
 
-ModelArg = Annotated[Path, typer.Argument(help="The unlearned checkpoint to audit.")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The unlearned model to audit: .safetensors (+ --arch unless its metadata names it), a torch.export .pt2, an .onnx file, a Hugging Face folder, or weights for --arch timm:NAME / hf:DIR; .pt/.pth with --allow-pickle (docs/inputs.md)."
+    ),
+]
 ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")]
 ReferenceOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--reference",
-        help="A model retrained without the forget set; repeat for several (K >= 2 measures the retraining spread).",
+        help="A model retrained without the forget set, in any form MODEL takes; repeat for several (K >= 2 measures the retraining spread).",
     ),
 ]
 HoldoutOpt = Annotated[

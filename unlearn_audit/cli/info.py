@@ -16,7 +16,12 @@ from .options import DeviceOpt, ModelLoading, SampleLoading, VerboseOpt
 
 USAGE = "unlearn-audit info MODEL [--data CSV]"
 
-ModelArg = Annotated[Path, typer.Argument(help="Checkpoint (.safetensors; .pt/.pth with --allow-pickle).")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The model: .safetensors (+ --arch unless its metadata names it), a torch.export .pt2, an .onnx file, a Hugging Face folder, or weights for --arch timm:NAME / hf:DIR; .pt/.pth with --allow-pickle (docs/inputs.md)."
+    ),
+]
 DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Labelled set (CSV or .npz): adds accuracy with a 95% Wilson interval.")
 ]
@@ -34,7 +39,7 @@ def info(
     json_out: JsonOpt = None,
     verbose: VerboseOpt = False,
 ) -> int:
-    """Describe a checkpoint: architecture, parameters, input shape, sha256, metadata, and accuracy on --data."""
+    """Describe a model: format, architecture, parameters, input shape, sha256, metadata, accuracy on --data."""
     from ..info import model_info
 
     console.configure_logging(verbose)

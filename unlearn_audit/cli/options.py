@@ -65,24 +65,42 @@ class ModelLoading(OptionGroup):
         str | None,
         typer.Option(
             "--arch",
-            help="Architecture: mlp, mlp-WxW, small-cnn, resnet18-cifar, a torchvision name, or file.py:factory. Default: the file's metadata.",
+            help="Architecture of a state dict: mlp, mlp-WxW, small-cnn, resnet18-cifar, a torchvision name, file.py:factory, timm:NAME (needs the timm extra) or hf:DIR (a Hugging Face config folder; needs the hf extra). Default: the file's metadata. Not needed for .pt2, .onnx or a Hugging Face folder.",
         ),
     ] = None
     num_classes: Annotated[
         int | None, typer.Option("--num-classes", help="Number of classes (default: metadata, or inferred).")
     ] = None
-    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape, e.g. 1,28,28 or 64.")] = None
-    mean: Annotated[str | None, typer.Option("--mean", help="Normalisation mean per channel, e.g. 0.49,0.48,0.45.")] = (
-        None
-    )
-    std: Annotated[str | None, typer.Option("--std", help="Normalisation std per channel.")] = None
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--input-shape",
+            help="Input shape without the batch, e.g. 1,28,28 or 64. Default: the file's metadata, the program's input (.pt2, .onnx) or the model's config (timm, Hugging Face).",
+        ),
+    ] = None
+    mean: Annotated[
+        str | None,
+        typer.Option(
+            "--mean",
+            help="Normalisation mean per channel, e.g. 0.49,0.48,0.45. Default: the file's metadata (safetensors header, .pt2 extra files, ONNX metadata_props), timm's pretrained_cfg or the Hugging Face preprocessor_config.json.",
+        ),
+    ] = None
+    std: Annotated[
+        str | None, typer.Option("--std", help="Normalisation std per channel. Default: the same source as --mean.")
+    ] = None
     allow_pickle: Annotated[
         bool,
         typer.Option(
             "--allow-pickle",
-            help="Accept pickled .pt/.pth files (read with weights_only=True). Only for trusted files.",
+            help="Accept pickled .pt/.pth files and a Hugging Face folder's pytorch_model.bin (read with weights_only=True). Only for trusted files; .safetensors, .pt2 and .onnx never need it.",
         ),
     ] = False
+
+    def refuse_fixed_program(self, path: Path, command: str) -> None:
+        """``unlearn``/``remediate`` train and save the model: refuse a .pt2/ONNX file before any work runs."""
+        from ..io.formats import model_format, refuse_fixed_program
+
+        refuse_fixed_program(model_format(path, self.arch), path, f"unlearn-audit {command}")
 
     def load(self, path: Path, device: str) -> AuditableModel:
         """One checkpoint, as the audit would load it."""

@@ -34,7 +34,12 @@ USAGE = (
     "-o OUT.safetensors [options]"
 )
 
-ModelArg = Annotated[Path, typer.Argument(help="The model to remediate (the original or an unlearned model).")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The model to remediate (the original or an unlearned model): .safetensors, a Hugging Face folder or weights for --arch timm:NAME / hf:DIR; not a .pt2 or .onnx program (its weights cannot be saved and loaded back)."
+    ),
+]
 ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")]
 RetainOpt = Annotated[Path, typer.Option("--retain", help="The retain set the remediation trains on.")]
 OutOpt = Annotated[Path, typer.Option("-o", "--out", help="Where to write the remediated model (.safetensors).")]
@@ -105,6 +110,7 @@ def remediate(
 
     console.configure_logging(verbose)
     require_safetensors(out)
+    models.refuse_fixed_program(model, "remediate")
     if not reference:
         raise ConfigError("remediate needs at least one --reference (a model retrained without the forget set)")
     report.validate()

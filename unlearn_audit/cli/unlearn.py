@@ -20,7 +20,12 @@ MethodArg = Annotated[
     str,
     typer.Argument(help="Method: retrain, gd, ngd, ga, neggrad+, eu-k, cf-k, scrub, ssd, fisher, ntk, cr, rurk, rea."),
 ]
-ModelArg = Annotated[Path, typer.Argument(help="The model to unlearn from (usually the original).")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The model to unlearn from (usually the original): .safetensors, a Hugging Face folder or weights for --arch timm:NAME / hf:DIR; not a .pt2 or .onnx program (its weights cannot be saved and loaded back)."
+    ),
+]
 ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set.")]
 RetainOpt = Annotated[Path, typer.Option("--retain", help="The retain set.")]
 OutOpt = Annotated[Path, typer.Option("-o", "--out", help="Where to write the unlearned model (.safetensors).")]
@@ -49,6 +54,7 @@ def unlearn(
 
     console.configure_logging(verbose)
     require_safetensors(out)
+    models.refuse_fixed_program(model, "unlearn")
     defaults = method_defaults(method)
     hparams = parse_hparams(param)
     loaded = models.load(model, device)

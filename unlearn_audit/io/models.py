@@ -23,150 +23,47 @@ Other keys are kept verbatim in :attr:`ModelMeta.extra`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
-from .architectures import ARCH_ATTRIBUTE, build_architecture, default_input_shape
+from .architectures import build_architecture, default_input_shape
+from .auditable import (
+    KNOWN_METADATA_KEYS,
+    AuditableModel,
+    ModelMeta,
+    _json_list,
+    _parse_floats,
+    distinct_names,
+    parse_shape,
+    wrap_model,
+)
 from .checkpoint import read_checkpoint, write_safetensors
 from .first_layer import file_channels
-from .hashing import sha256_file, sha256_state_dict
+from .hashing import sha256_file
+from .weights import STRIPPABLE_PREFIXES, _fits, _strip_prefixes, diagnose_mismatch
+
+__all__ = [  # the container and the weight-fitting helpers live in .auditable and .weights; imported from here too
+    "KNOWN_METADATA_KEYS",
+    "STRIPPABLE_PREFIXES",
+    "AuditableModel",
+    "ModelMeta",
+    "diagnose_mismatch",
+    "distinct_names",
+    "load_model",
+    "model_metadata",
+    "parse_shape",
+    "save_model",
+    "wrap_model",
+]
 
 log = logging.getLogger(__name__)
-
-KNOWN_METADATA_KEYS = ("arch", "num_classes", "input_shape", "mean", "std", "class_names")
-STRIPPABLE_PREFIXES = ("module.", "model.", "_orig_mod.", "net.")
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """Everything we know about a model besides its weights."""
-
-    name: str = "model"
-    arch: str | None = None
-    num_classes: int | None = None
-    input_shape: tuple[int, ...] | None = None
-    #: where ``input_shape`` came from ("--input-shape", "the file's metadata", ...); see io/shapes.py
-    input_shape_source: str | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    class_names: tuple[str, ...] | None = None
-    path: str | None = None
-    sha256: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["extra"] = dict(self.extra)
-        for key in ("input_shape", "mean", "std", "class_names"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        return out
-
-
-class AuditableModel(nn.Module):
-    """``net`` behind its normalisation. ``forward`` takes inputs in the data domain and returns logits."""
-
-    mean: torch.Tensor | None
-    std: torch.Tensor | None
-
-    def __init__(self, net: nn.Module, meta: ModelMeta | None = None) -> None:
-        super().__init__()
-        self.net = net
-        self.meta = meta or ModelMeta()
-        mean, std = self.meta.mean, self.meta.std
-        if (mean is None) != (std is None):
-            raise ConfigError(f"{self.meta.name}: give both mean and std, or neither")
-        if mean is not None and std is not None:
-            if len(mean) != len(std):
-                raise ConfigError(f"{self.meta.name}: mean has {len(mean)} values but std has {len(std)}")
-            if any(s <= 0 for s in std):
-                raise ConfigError(f"{self.meta.name}: std values must be positive, got {list(std)}")
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
-        else:
-            self.mean = None
-            self.std = None
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is None or self.std is None:
-            return x
-        shape = [1, -1] + [1] * (x.dim() - 2) if self.mean.numel() > 1 else [1] * x.dim()
-        return (x - self.mean.view(shape).to(x.dtype)) / self.std.view(shape).to(x.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalise(x))
-
-    @property
-    def num_classes(self) -> int | None:
-        return self.meta.num_classes
-
-    def with_meta(self, **changes: Any) -> AuditableModel:
-        """Same network object, updated metadata (e.g. after inferring the class count)."""
-        self.meta = dataclasses.replace(self.meta, **changes)
-        return self
-
-
-def wrap_model(
-    model: nn.Module,
-    *,
-    name: str = "model",
-    num_classes: int | None = None,
-    input_shape: Sequence[int] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> AuditableModel:
-    """Accept a model already in memory. An :class:`AuditableModel` passes through unchanged."""
-    if isinstance(model, AuditableModel):
-        return model
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"{name}: expected a torch.nn.Module or a checkpoint path, got {type(model).__name__}")
-    meta = ModelMeta(
-        name=name,
-        arch=getattr(model, ARCH_ATTRIBUTE, None) or type(model).__name__,
-        num_classes=num_classes,
-        input_shape=tuple(input_shape) if input_shape is not None else None,
-        input_shape_source="given to wrap_model" if input_shape is not None else None,
-        mean=tuple(float(m) for m in mean) if mean is not None else None,
-        std=tuple(float(s) for s in std) if std is not None else None,
-        sha256=sha256_state_dict(model),
-    )
-    return AuditableModel(model, meta)
-
-
-def _json_list(meta: Mapping[str, str], key: str, path: Path) -> list[Any] | None:
-    if key not in meta:
-        return None
-    try:
-        value = json.loads(meta[key])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata {key!r} is not valid JSON ({meta[key]!r})") from exc
-    if not isinstance(value, list):
-        raise CheckpointError(f"{path}: metadata {key!r} must be a JSON list, got {meta[key]!r}")
-    return value
-
-
-def _strip_prefixes(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
-    """Drop wrapper prefixes (``module.`` from DataParallel, ``model.``, ``_orig_mod.`` from torch.compile)."""
-    changed = True
-    while changed and not set(state) <= expected:
-        changed = False
-        for prefix in STRIPPABLE_PREFIXES:
-            keys = list(state)
-            if keys and all(k.startswith(prefix) for k in keys):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                changed = True
-                break
-    return state
 
 
 def _infer_num_classes(arch: str, input_shape: tuple[int, ...] | None, state: dict[str, torch.Tensor]) -> int | None:
@@ -184,97 +81,6 @@ def _infer_num_classes(arch: str, input_shape: tuple[int, ...] | None, state: di
         if tensor.shape[0] == 3 and other.shape[0] == 5:
             guesses.add(int(state[key].shape[0]))
     return guesses.pop() if len(guesses) == 1 else None
-
-
-def _fits(state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> bool:
-    """Keys and shapes agree; BatchNorm counters missing from older checkpoints are filled in (eval ignores them)."""
-    for key in expected:
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = expected[key].clone()
-    return set(state) == set(expected) and all(tuple(state[k].shape) == tuple(expected[k].shape) for k in expected)
-
-
-def _short_list(items: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" ...and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def diagnose_mismatch(
-    path: Path, arch: str, state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
-) -> str:
-    """One line that explains why ``state`` does not fit ``arch``, with the most likely fix."""
-    missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in state if k not in expected)
-    mismatched = sorted(k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape))
-    parts = [f"{path}: weights do not fit --arch {arch}:"]
-    if mismatched:
-        shapes = [f"{k} file {list(state[k].shape)} vs arch {list(expected[k].shape)}" for k in mismatched]
-        parts.append(f"{len(mismatched)} shape mismatch(es) ({_short_list(shapes, 2)});")
-    if missing:
-        parts.append(f"{len(missing)} missing ({_short_list(missing)});")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({_short_list(unexpected)});")
-    hint = _mismatch_hint(arch, state, expected, mismatched, missing, unexpected)
-    if hint:
-        parts.append(f"hint: {hint}")
-    return " ".join(parts)
-
-
-def _mismatch_hint(
-    arch: str,
-    state: Mapping[str, torch.Tensor],
-    expected: Mapping[str, torch.Tensor],
-    mismatched: list[str],
-    missing: list[str],
-    unexpected: list[str],
-) -> str:
-    stem = "conv1.weight"
-    if stem in mismatched and state[stem].dim() == 4:
-        kernel = state[stem].shape[-1]
-        if kernel == 7 and arch == "resnet18-cifar":
-            return "a 7x7 stem is the ImageNet ResNet; try --arch resnet18"
-        if kernel == 3 and arch.startswith("resnet") and arch != "resnet18-cifar":
-            return "a 3x3 stem is the CIFAR ResNet; try --arch resnet18-cifar"
-        if state[stem].shape[1] != expected[stem].shape[1]:
-            return f"the checkpoint takes {state[stem].shape[1]} input channels; pass --input-shape accordingly"
-    head = [k for k in mismatched if state[k].dim() >= 1 and state[k].shape[1:] == expected[k].shape[1:]]
-    if head and len(head) == len(mismatched):
-        classes = {int(state[k].shape[0]) for k in head}
-        if len(classes) == 1:
-            return f"the checkpoint's classifier has {classes.pop()} outputs; pass --num-classes accordingly"
-    if any(k.startswith("linear.") for k in unexpected) and any(k.startswith("fc.") for k in missing):
-        return "keys 'linear.*'/'shortcut.*' come from a pytorch-cifar style ResNet; load it with a factory --arch file.py:fn"
-    if len(missing) == len([k for k in expected if not k.endswith("num_batches_tracked")]):
-        return "no tensor name matches; check --arch (or write a factory --arch file.py:fn)"
-    return ""
-
-
-def _parse_floats(value: Sequence[float] | str | None, what: str) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return tuple(float(v) for v in value.replace(" ", "").split(",") if v)
-        except ValueError as exc:
-            raise ConfigError(f"--{what} {value!r}: expected comma-separated numbers, e.g. 0.5,0.5,0.5") from exc
-    return tuple(float(v) for v in value)
-
-
-def parse_shape(value: Sequence[int] | str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.lower().replace(" ", "")
-        separator = "," if "," in text else "x"
-        try:
-            shape = tuple(int(v) for v in text.split(separator))
-        except ValueError as exc:
-            raise ConfigError(f"--input-shape {value!r}: expected integers like 1,28,28 or 64") from exc
-    else:
-        shape = tuple(int(v) for v in value)
-    if not shape or any(s <= 0 for s in shape):
-        raise ConfigError(f"--input-shape {value!r}: every dimension must be a positive integer")
-    return shape
 
 
 def load_model(
@@ -420,6 +226,9 @@ def save_model(
     """Write the inner network's state dict as safetensors with full metadata; return the file's sha256."""
     if not isinstance(model, AuditableModel):
         raise ConfigError("save_model expects an AuditableModel; wrap a plain module with wrap_model(...) first")
+    from .formats import FORMAT_KEY, refuse_fixed_program
+
+    refuse_fixed_program(model.meta.extra.get(FORMAT_KEY), model.meta.path or model.meta.name, "save_model")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.net.state_dict().items()}

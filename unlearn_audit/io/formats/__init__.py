@@ -13,14 +13,38 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from ...errors import CheckpointError
-from ..models import AuditableModel
+from ...errors import CheckpointError, ConfigError
+from ..auditable import AuditableModel
 from .common import FORMAT_KEY, LoadOptions
 
 ModelFormat = Literal["pt2", "onnx", "timm", "hf"]
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_KEY", "LoadOptions", "ModelFormat", "load_foreign_model", "model_format"]
+__all__ = [
+    "FORMAT_KEY",
+    "PROGRAM_FORMATS",
+    "LoadOptions",
+    "ModelFormat",
+    "load_foreign_model",
+    "model_format",
+    "refuse_fixed_program",
+]
+
+#: Forms whose network is a fixed eval-mode program rather than a module built from code: they run, and give
+#: gradients with respect to the input, but cannot train as their source did (BatchNorm and dropout are frozen in
+#: eval mode) and weights saved from them cannot be loaded back (no code rebuilds the network from a state dict).
+PROGRAM_FORMATS: dict[str, str] = {"pt2": "a torch.export .pt2 program", "onnx": "an ONNX model"}
+
+
+def refuse_fixed_program(kind: str | None, where: str | Path, action: str) -> None:
+    """Refuse to fine-tune or save a ``.pt2``/ONNX model, in one line that says what to do instead."""
+    if kind not in PROGRAM_FORMATS:
+        return
+    raise ConfigError(
+        f"{where}: {action} needs a model whose trained weights can be saved and loaded back, but {PROGRAM_FORMATS[kind]} "
+        "is a fixed eval-mode graph that no code rebuilds from weights; run it on the source model (.safetensors "
+        "with --arch, timm:NAME or a Hugging Face folder) and export the result again, or audit this file with check"
+    )
 
 
 def model_format(path: str | Path, arch: str | None) -> ModelFormat | None:
@@ -38,7 +62,7 @@ def model_format(path: str | Path, arch: str | None) -> ModelFormat | None:
     if suffix == ".pt2":
         return "pt2"
     if path.is_file() and arch is None:
-        from .exported import is_pt2_archive
+        from .pt2_safety import is_pt2_archive
 
         if is_pt2_archive(path):
             return "pt2"

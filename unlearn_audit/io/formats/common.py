@@ -15,7 +15,7 @@ from torch import nn
 
 from ...device import resolve_device
 from ...errors import CheckpointError, ConfigError
-from ..models import KNOWN_METADATA_KEYS, AuditableModel, ModelMeta, _json_list, _parse_floats, parse_shape
+from ..auditable import KNOWN_METADATA_KEYS, AuditableModel, ModelMeta, _json_list, _parse_floats, parse_shape
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def package_version(distribution: str) -> str:
 def load_weights_strictly(path: Path, arch: str, net: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """``net.load_state_dict(state)`` with the state-dict loader's rules: wrapper prefixes stripped, missing
     BatchNorm counters tolerated, and any other mismatch refused with its one-line diagnosis."""
-    from ..models import _strip_prefixes, diagnose_mismatch
+    from ..weights import _strip_prefixes, diagnose_mismatch
 
     expected = net.state_dict()
     state = _strip_prefixes(dict(state), set(expected))

@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
+from ..auditable import AuditableModel, ModelMeta
 from ..checkpoint import read_checkpoint
 from ..hashing import sha256_file
-from ..models import AuditableModel, ModelMeta, _short_list
+from ..weights import _short_list
 from .common import FORMAT_KEY, LoadOptions, choose, finish, package_version, require
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
+from ..auditable import AuditableModel, ModelMeta
 from ..hashing import sha256_file
-from ..models import AuditableModel, ModelMeta
 from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, finish, package_version, require
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
+from ..auditable import AuditableModel, ModelMeta
 from ..checkpoint import read_checkpoint
 from ..hashing import sha256_file
-from ..models import AuditableModel, ModelMeta, _strip_prefixes
+from ..weights import _strip_prefixes
 from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, finish, load_weights_strictly, package_version
 from .common import require as require_module
 
