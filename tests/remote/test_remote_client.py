@@ -587,9 +587,11 @@ def test_a_token_over_plain_http_to_another_host_is_a_warning(monkeypatch):
 
 
 def test_errors_are_unlearn_audit_errors():
+    from unlearn_audit.cli.app import failure
+
     for error in (EndpointProtocolError, EndpointUnavailableError, InconsistentAnswerError, QueryBudgetError):
         assert issubclass(error, RemoteModelError) and issubclass(error, UnlearnAuditError)
-        assert error("x").exit_code == 2
+        assert failure(error("x")) == (2, "x")  # the CLI's exit-code table: exit 2 and the one-line message
 
 
 def test_settings_are_validated():
