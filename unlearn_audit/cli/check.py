@@ -21,16 +21,20 @@ from .options import (
     VerboseOpt,
     write_json,
 )
+from .remote import ModelSources, RemoteAccess
 
 USAGE = "unlearn-audit check MODEL --forget FORGET --reference REF [--reference REF ...] [options]"
 
-ModelArg = Annotated[Path, typer.Argument(help="The unlearned checkpoint to audit.")]
+ModelArg = Annotated[
+    str,
+    typer.Argument(help="The unlearned checkpoint to audit, or a served model: http(s)://HOST:PORT/v2/models/NAME."),
+]
 ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")]
 ReferenceOpt = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--reference",
-        help="A model retrained without the forget set; repeat for several (K >= 2 measures the retraining spread).",
+        help="A model retrained without the forget set (a file or an endpoint URL); repeat for several (K >= 2 measures the retraining spread).",
     ),
 ]
 HoldoutOpt = Annotated[
@@ -48,7 +52,10 @@ class LongRuns(OptionGroup):
 
     work_dir: Annotated[
         Path | None,
-        typer.Option("--work-dir", help="Checkpoint partial counts here; rerunning the same command resumes."),
+        typer.Option(
+            "--work-dir",
+            help="Checkpoint partial counts (and served models' answers) here; rerunning the same command resumes.",
+        ),
     ] = None
     shard_size: Annotated[
         int, typer.Option("--shard-size", help="Forget samples per checkpoint / distributed work unit.")
@@ -101,6 +108,7 @@ def check(
     report: ReportOutput,
     long_runs: LongRuns,
     metrics: PanelInputs,
+    remote: RemoteAccess,
     verbose: VerboseOpt = False,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
@@ -114,10 +122,12 @@ def check(
     report.validate()
     config = probing.config(policy.policy(), metrics.panel)
     dist = current()
-    with console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
+    sources = ModelSources(remote, seed=probing.seed, num_classes=models.num_classes, work_dir=long_runs.work_dir)
+    with sources, console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
         audit = Audit(
-            model,
-            references=reference or [],
+            sources.resolve(model, "model"),
+            references=[sources.resolve(r, f"reference-{i}") for i, r in enumerate(reference or [])],
+            surrogate=sources.resolve(remote.surrogate, "surrogate") if remote.surrogate else None,
             forget=forget,
             holdout=holdout,
             config=config,
