@@ -1,5 +1,6 @@
-"""A label-only endpoint (integer output) through the audit: the served labels are counted exactly like a
-local twin of the same model, and without --num-classes the audit says what is missing."""
+"""Served models against the fake server through the audit, each counted exactly like a local twin of the same
+model: a label-only endpoint (integer output; without --num-classes the audit says what is missing) and a served
+reference (with fgsm as a transfer probe)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,21 @@ def test_label_only_without_num_classes_says_so():
     with label_server() as fake, RemoteModel(fake.url, RemoteSettings()) as client:
         with pytest.raises(ConfigError, match="labels only; pass --num-classes"):
             Audit(remote_auditable(client), references=[wrap_model(Twin(1))], forget=samples(), config=CONFIG)
+
+
+def test_a_served_reference_counts_like_its_local_twin_and_fgsm_transfers():
+    """References may be endpoints too: the served reference's counts equal its local twin's, fgsm runs as a
+    transfer probe (crafted on the local reference, which then crafts only) and the report names the role."""
+    config = AuditConfig(probes=("gaussian", "fgsm"), taus=(0.0, 0.1, 0.3), draws=6, seed=2, panel="none",
+                         device="cpu", bootstrap=200, precision="fp32")  # fmt: skip
+    subject, local_ref, forget = wrap_model(Twin(3), name="subject"), wrap_model(Twin(1), name="ref-1"), samples()
+    twin = Audit(subject, references=[wrap_model(Twin(0), name="twin"), local_ref], forget=forget, config=config,
+                 surrogate=local_ref).run()  # fmt: skip
+    with FakeOIPServer(linear_model((8,), 10, seed=0)) as fake, RemoteModel(fake.url, RemoteSettings()) as client:
+        served = Audit(subject, references=[remote_auditable(client), local_ref], forget=forget, config=config).run()
+    for probe in ("gaussian", "fgsm"):
+        assert np.array_equal(served.counts[probe].correct, twin.counts[probe].correct), probe
+    assert served.counts["fgsm"].access == "transfer" and served.counts["fgsm"].models == ("subject", "fake")
+    remote = served.to_dict()["remote"]
+    assert [e["role"] for e in remote["endpoints"]] == ["reference"] and remote["surrogate"] == "ref-1"
+    assert remote["access"] == {"gaussian": "predictions-only", "fgsm": "transfer"}
