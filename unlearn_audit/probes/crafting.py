@@ -125,6 +125,6 @@ def plan_crafting(
         raise ConfigError(
             f"surrogate {plan.surrogate.meta.name if plan.surrogate else ''} is the only reference: transfer probes "
             "leave the surrogate out of their comparisons, so they need a second --reference, or --surrogate MODEL "
-            "(a model of your own, e.g. another retrain seed)"
+            "(a model of your own, e.g. another retrain seed), or run only the random probes (--probes gaussian)"
         )
     return plan
