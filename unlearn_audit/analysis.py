@@ -82,6 +82,9 @@ class ProbeAnalysis:
     retraining_dispersion: float | None = None
     excess: Estimate | None = None
     """Set when the verdict statistic is the excess rate D = p_m − p_ā (whole class forgotten; R undefined)."""
+    access: str = "white-box"
+    """How the rows were made: white-box, transfer (crafted on ``surrogate``), query-based or predictions-only."""
+    surrogate: str | None = None
 
     @property
     def statistic(self) -> str:
@@ -110,6 +113,8 @@ class ProbeAnalysis:
             "R_norm_verdict": self.verdict_norm,
             "u_minus_v_histogram": self.histogram,
             "retraining_dispersion": self.retraining_dispersion,
+            "access": self.access,
+            **({"surrogate": self.surrogate} if self.surrogate is not None else {}),
         }
 
 
@@ -316,9 +321,11 @@ def analyse_probe(
 
     analysis = ProbeAnalysis(
         name=counts.probe,
-        config={k2: v2 for k2, v2 in counts.probe_config.items()},
+        config={k2: v2 for k2, v2 in counts.probe_config.items() if k2 not in ("access", "surrogate")},
         description=description,
-        adversarial=bool(counts.adversarial),
+        adversarial=bool(counts.probe_config.get("adversarial", False)),
+        access=counts.access,
+        surrogate=counts.probe_config.get("surrogate"),
         counts_toward_verdict=policy.counts_probe(counts.probe),
         taus=[
             TauRow(

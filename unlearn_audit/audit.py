@@ -35,6 +35,7 @@ from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
 from .policy import Verdict, combine
 from .probes import ProbeCounts, make_engine, make_probes, probe_label
+from .probes.crafting import plan_crafting
 from .progress import NULL_PROGRESS, Progress
 from .results import AuditResult, DataRecord, ModelRecord, library_versions
 from .screening import ScreeningAnalysis, analyse_screening
@@ -71,6 +72,7 @@ class Audit:
         retain: SamplesLike | None = None,
         test: SamplesLike | None = None,
         original: ModelLike | None = None,
+        surrogate: ModelLike | None = None,
     ) -> None:
         self.config = config or AuditConfig()
         self.progress = progress
@@ -94,6 +96,7 @@ class Audit:
         self.retain = self._samples(retain, "retain") if retain is not None else None
         self.test = self._samples(test, "test") if test is not None else None
         self.original = self._model(original, "original") if original is not None else None
+        self.surrogate = self._model(surrogate, "surrogate") if surrogate is not None else None
         # a model converted from ONNX is re-checked against onnxruntime on the forget set (io/formats/onnx_models.py)
         self.references = [self._conversion_checked(r) for r in self.references]
         self.model = self._conversion_checked(self.model) if self.model is not None else None
@@ -198,16 +201,20 @@ class Audit:
         if hint and cfg.device == "auto":
             engine_cfg = dataclasses.replace(engine_cfg, device=hint)
 
+        crafting = plan_crafting(subjects, self.references, self.surrogate, probes, self.original or cfg.panel == "all")
+
         def counts_for(samples: Samples, role: str) -> tuple[Any, dict[str, ProbeCounts]]:
             engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
             configure_numerics(engine.device, engine.precision)
+            pick = crafting.runners(engine, everything, make_engine, samples, engine_cfg, len(subjects))
             out = {}
             for probe in probes:
                 label = probe_label(probe)
+                runner, models_key = pick(probe)
                 key = distributed.fingerprint(
                     {
                         "role": role,
-                        "models": [m.meta.sha256 for m in everything],
+                        "models": models_key,
                         "samples": samples.content_sha256,
                         "ids": samples.ids,
                         "probe": probe.config(),
@@ -223,7 +230,7 @@ class Audit:
                     }
                 )
                 out[label] = distributed.run_probe(
-                    engine,
+                    runner,
                     probe,
                     label,
                     cfg.draws_for(label),
@@ -267,6 +274,7 @@ class Audit:
             )
         if cfg.panel != "none" and (dist is None or dist.is_main):
             self._attach_panels(subjects, results, engine_cfg.device, progress)
+        crafting.annotate(results, subjects, self.references, forget_counts)
         return results
 
     def _attach_panels(
@@ -319,13 +327,8 @@ class Audit:
         screening: dict[str, ScreeningAnalysis] = {}
         per_sample: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         descriptions = {probe_label(p): p.describe() for p in make_probes(list(cfg.probes))}
-        subset = [index] + list(
-            range(
-                len(forget_counts[next(iter(forget_counts))].models) - len(self.references),
-                len(forget_counts[next(iter(forget_counts))].models),
-            )
-        )
         for name, counts in forget_counts.items():
+            subset = [index, *range(counts.subjects, len(counts.models))]  # transfer probes leave the surrogate out
             mine = _restrict(counts, subset)
             if self.references:
                 h = _restrict(holdout_counts[name], subset) if name in holdout_counts else None
@@ -416,7 +419,7 @@ class Audit:
             provenance=provenance,
             precision=precision,
             notes=notes,
-            counts={name: _restrict(c, subset) for name, c in forget_counts.items()},
+            counts={n: _restrict(c, [index, *range(c.subjects, len(c.models))]) for n, c in forget_counts.items()},
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .policy import Policy
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, make_probes, probe_label
-from .probes.registry import check_engine
+from .probes.registry import check_engine, default_draws
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class AuditConfig:
         self.engine_config()  # validates draws, τ grid, batch size, precision and engine
 
     def draws_for(self, probe: str) -> int:
-        return int(dict(self.probe_draws).get(probe, self.draws))
+        return int(dict(self.probe_draws).get(probe, default_draws(probe, self.draws)))
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

@@ -81,6 +81,8 @@ class AuditResult:
     panel: dict[str, Any] | None = None
     sample_evidence: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, ProbeCounts] = field(default_factory=dict, repr=False)
+    remote: dict[str, Any] | None = None
+    """Served models' endpoints, access modes and queries used (io/remote); None when every model was local."""
 
     @property
     def mode(self) -> str:
@@ -187,6 +189,8 @@ class AuditResult:
             "hashes": hashes,
             "provenance": self.provenance,
         }
+        if self.remote is not None:
+            out["remote"] = self.remote
         out["provenance"] = {
             **self.provenance,
             "tool": {"name": "unlearn-audit", "version": __version__},

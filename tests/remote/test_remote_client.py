@@ -591,7 +591,7 @@ def test_errors_are_unlearn_audit_errors():
 
     for error in (EndpointProtocolError, EndpointUnavailableError, InconsistentAnswerError, QueryBudgetError):
         assert issubclass(error, RemoteModelError) and issubclass(error, UnlearnAuditError)
-        assert failure(error("x")) == (2, "x")  # the CLI's exit-code table: bad input, one line
+        assert failure(error("x")) == (2, "x")  # the CLI's exit-code table: exit 2 and the one-line message
 
 
 def test_settings_are_validated():

@@ -21,21 +21,22 @@ from .options import (
     VerboseOpt,
     write_json,
 )
+from .remote import ModelSources, RemoteAccess
 
 USAGE = "unlearn-audit check MODEL --forget FORGET --reference REF [--reference REF ...] [options]"
 
 ModelArg = Annotated[
-    Path,
+    str,
     typer.Argument(
-        help="The unlearned model to audit: .safetensors (+ --arch unless its metadata names it), a torch.export .pt2, an .onnx file, a Hugging Face folder, or weights for --arch timm:NAME / hf:DIR; .pt/.pth with --allow-pickle (docs/inputs.md)."
+        help="The unlearned model to audit: .safetensors (+ --arch unless its metadata names it), a torch.export .pt2, an .onnx file, a Hugging Face folder, or weights for --arch timm:NAME / hf:DIR; .pt/.pth with --allow-pickle (docs/inputs.md); or a served model: http(s)://HOST:PORT/v2/models/NAME (docs/remote.md)."
     ),
 ]
 ForgetOpt = Annotated[Path, typer.Option("--forget", help="The forget set (CSV or .npz).")]
 ReferenceOpt = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--reference",
-        help="A model retrained without the forget set, in any form MODEL takes; repeat for several (K >= 2 measures the retraining spread).",
+        help="A model retrained without the forget set, in any form MODEL takes (a file, a folder or an endpoint URL); repeat for several (K >= 2 measures the retraining spread).",
     ),
 ]
 HoldoutOpt = Annotated[
@@ -53,7 +54,10 @@ class LongRuns(OptionGroup):
 
     work_dir: Annotated[
         Path | None,
-        typer.Option("--work-dir", help="Checkpoint partial counts here; rerunning the same command resumes."),
+        typer.Option(
+            "--work-dir",
+            help="Checkpoint partial counts (and served models' answers) here; rerunning the same command resumes.",
+        ),
     ] = None
     shard_size: Annotated[
         int, typer.Option("--shard-size", help="Forget samples per checkpoint / distributed work unit.")
@@ -106,6 +110,7 @@ def check(
     report: ReportOutput,
     long_runs: LongRuns,
     metrics: PanelInputs,
+    remote: RemoteAccess,
     verbose: VerboseOpt = False,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
@@ -119,10 +124,12 @@ def check(
     report.validate()
     config = probing.config(policy.policy(), metrics.panel)
     dist = current()
-    with console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
+    sources = ModelSources(remote, seed=probing.seed, num_classes=models.num_classes, work_dir=long_runs.work_dir)
+    with sources, console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
         audit = Audit(
-            model,
-            references=reference or [],
+            sources.resolve(model, "model"),
+            references=[sources.resolve(r, f"reference-{i}") for i, r in enumerate(reference or [])],
+            surrogate=sources.resolve(remote.surrogate, "surrogate") if remote.surrogate else None,
             forget=forget,
             holdout=holdout,
             config=config,

@@ -34,7 +34,7 @@ ProbesOpt = Annotated[
     str,
     typer.Option(
         "--probes",
-        help="Comma-separated: gaussian, uniform-linf, uniform-l2, fgsm, fgsm-untargeted, pgd, pgd-untargeted, pgd-l2.",
+        help="Comma-separated: gaussian, uniform-linf, uniform-l2, fgsm, fgsm-untargeted, pgd, pgd-untargeted, pgd-l2, square (query-based).",
     ),
 ]
 DrawsOpt = Annotated[

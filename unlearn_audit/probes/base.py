@@ -87,6 +87,7 @@ class Probe(ABC):
 
     name: str = ""
     adversarial: ClassVar[bool] = False
+    query_based: ClassVar[bool] = False  # crafted from the answers of the model it attacks, not its gradients
     engines: ClassVar[tuple[str, ...]] = ("fused", "art")  # the engines that can run this probe
 
     def config(self) -> dict[str, Any]:

@@ -51,7 +51,14 @@ class ProbeCounts:
 
     @property
     def adversarial(self) -> bool:
-        return bool(self.probe_config.get("adversarial", False))
+        """Rows crafted per anchor (white-box or query-based). Random and transfer probes share one set of rows."""
+        return bool(self.probe_config.get("adversarial", False)) and self.access in ("white-box", "query-based")
+
+    @property
+    def access(self) -> str:
+        """``white-box``, ``transfer``, ``query-based`` or ``predictions-only`` (see probes.engine.Crafting)."""
+        default = "white-box" if self.probe_config.get("adversarial", False) else "predictions-only"
+        return str(self.probe_config.get("access", default))
 
     @property
     def evaluated_mask(self) -> np.ndarray:

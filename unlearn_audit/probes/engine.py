@@ -80,6 +80,47 @@ class EngineConfig:
             raise ConfigError(f"--engine {self.engine!r}: use fused or art")
 
 
+Access = Literal["white-box", "transfer", "query-based", "predictions-only"]
+
+
+@dataclass(frozen=True)
+class Crafting:
+    """Who crafts an adversarial probe's rows: the anchors of :class:`~unlearn_audit.probes.counts.ProbeCounts`.
+
+    ``white-box`` (no surrogate, the default): every anchor crafts its own rows, the audited model and, for the
+    null band, each reference, and the other models see them. ``transfer`` (a surrogate): one model outside the
+    compared ones crafts every row, and the audited model and every reference see the same rows, so the counts
+    have the shape of a random probe's and the null band is built the same way (leave-one-out over the
+    references). Random probes never craft: their access is ``predictions-only``.
+    """
+
+    surrogate: PreparedModel | None = None
+
+    def access(self, probe: Probe) -> Access:
+        if not probe.adversarial:
+            return "predictions-only"
+        if probe.query_based:  # crafted by querying each anchor itself: per anchor, like white-box
+            return "query-based"
+        return "white-box" if self.surrogate is None else "transfer"
+
+    def crafter(self, probe: Probe, anchor: PreparedModel) -> PreparedModel:
+        """The model whose gradients (or answers) craft the rows anchored at ``anchor``."""
+        return self.surrogate if self.surrogate is not None and self.access(probe) == "transfer" else anchor
+
+    def record(self, probe: Probe) -> dict[str, str]:
+        """What the counts' ``probe_config`` says about the crafting (the JSON's ``access``)."""
+        access = self.access(probe)
+        return {
+            "access": access,
+            **({"surrogate": self.surrogate.name} if access == "transfer" and self.surrogate else {}),
+        }
+
+
+def query_only(model: AuditableModel) -> bool:
+    """A model the engine can only query (a served model, io/remote): no gradients, its own precision."""
+    return bool(getattr(getattr(model, "net", model), "query_only", False))
+
+
 CPU_MAX_ROWS = 256
 
 
@@ -142,7 +183,10 @@ class Engine:
             raise ConfigError(
                 f"{samples.source}: label {int(samples.y.max())} but the models output {self.num_classes} classes"
             )
-        if config.precision == "auto":
+        self.crafting = Crafting()
+        if config.precision == "auto" and any(query_only(m) for m in models):
+            self.precision_decision = PrecisionDecision("fp32", {}, 0, "a served model answers in its own precision")
+        elif config.precision == "auto":
             self.precision_decision = choose_precision(self.models, samples, config.taus, self.device, config.seed)
         else:
             if config.precision == "bf16" and not bf16_supported(self.device):
@@ -151,6 +195,18 @@ class Engine:
         self.precision = self.precision_decision.precision
         self.autocast = autocast_factory(self.device, self.precision)
         self.keys = sample_keys(samples.ids)
+
+    def use_surrogate(self, surrogate: AuditableModel | None) -> None:
+        """Craft adversarial rows on ``surrogate`` (transfer probes, see :class:`Crafting`); None: white-box."""
+        if surrogate is None:
+            self.crafting = Crafting()
+            return
+        if query_only(surrogate):
+            raise ConfigError(f"surrogate {surrogate.meta.name}: a served model has no gradients to craft with")
+        cfg = self.config
+        (prepared,) = prepare_models([surrogate], self.device, self.channels_last, cfg.compile, cfg.fuse_batchnorm)
+        _infer_num_classes([self.models[0], prepared], self.samples.x[: min(8, len(self.samples))].to(self.device))
+        self.crafting = Crafting(prepared)
 
     def run(
         self, probe: Probe, *, sample_range: tuple[int, int] | None = None, draws: int | None = None
@@ -163,17 +219,18 @@ class Engine:
         cfg = self.config if draws is None else replace(self.config, draws=int(draws))
         taus = np.asarray(cfg.taus, dtype=np.float64)
         n, n_tau, n_models = len(self.samples), len(taus), len(self.models)
+        shared = self.crafting.access(probe) in ("transfer", "predictions-only")  # the same rows for every model
         crafted_on: tuple[int, ...] = tuple(range(self.subjects))
-        if probe.adversarial and cfg.craft_on_references:
+        if not shared and cfg.craft_on_references:
             crafted_on = tuple(range(n_models))
-        # Random probes share their draws: one pass, every model, disagreement counted against every subject.
-        # Adversarial rows crafted on model a only need a itself and the references (and, with a single
+        # Random and transfer probes share their rows: one pass, every model, disagreement counted against every
+        # subject. White-box rows crafted on model a only need a itself and the references (and, with a single
         # reference, the subjects too: the swap null compares the reference with the audited model).
-        passes = [crafted_on] if not probe.adversarial else [(a,) for a in crafted_on]
+        passes = [crafted_on] if shared else [(a,) for a in crafted_on]
         refs = list(range(self.subjects, n_models))
         evaluated = np.zeros((len(crafted_on), n_models), dtype=bool)
         for j, a in enumerate(crafted_on):
-            if not probe.adversarial:
+            if shared:
                 evaluated[j] = True
             else:
                 wanted = {a, *refs} | (set(range(self.subjects)) if len(refs) <= 1 else set())
@@ -206,7 +263,7 @@ class Engine:
                         bounds=self.samples.bounds,
                         batch_size=batch_size,
                         device=self.device,
-                        crafting_model=self.models[anchors[0]].module,
+                        crafting_model=self.crafting.crafter(probe, self.models[anchors[0]]).module,
                         autocast=self.autocast,
                     )
                     c_chunk, d_chunk = self._count(
@@ -226,7 +283,7 @@ class Engine:
             task.close()
         return ProbeCounts(
             probe=label,
-            probe_config={**probe.config(), "adversarial": probe.adversarial},
+            probe_config={**probe.config(), "adversarial": probe.adversarial, **self.crafting.record(probe)},
             taus=taus,
             draws=cfg.draws,
             sample_ids=tuple(self.samples.ids),

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from .adversarial import FGSMProbe, PGDProbe
 from .autopgd import AutoPGDProbe
 from .base import Probe
+from .query import SquareProbe
 from .random import GaussianProbe, UniformBallProbe
 
 PROBE_FACTORIES: dict[str, Callable[[], Probe]] = {
@@ -21,6 +22,7 @@ PROBE_FACTORIES: dict[str, Callable[[], Probe]] = {
     "pgd-l2": lambda: PGDProbe(norm="l2", step_size="tau/4"),
     "autopgd": AutoPGDProbe,  # --engine art only
     "autopgd-untargeted": lambda: AutoPGDProbe(targeted=False),  # --engine art only
+    "square": SquareProbe,  # query-based (ART's Square Attack): runs on served models too
 }
 DEFAULT_PROBES = ("gaussian", "fgsm", "pgd")
 
@@ -61,3 +63,11 @@ def check_engine(probes: Sequence[Probe], engine: str) -> None:
                 f"--probes: {probe_label(probe)} runs only with --engine {' or '.join(probe.engines)} "
                 f"(got --engine {engine})"
             )
+
+
+def default_draws(label: str, draws: int) -> int:
+    """Draws of probe ``label`` unless ``--draws label=N`` says otherwise: ``draws``, or fewer for a probe that
+    states its own default (``square``: each draw is a whole query-based attack)."""
+    factory = PROBE_FACTORIES.get(label)
+    own = getattr(factory, "default_draws", None) if factory is not None else None
+    return min(draws, int(own)) if own is not None else draws

@@ -20,6 +20,7 @@ def _audit(doc: dict[str, Any], level: str = "##") -> list[str]:
         f"- audited model: `{model['name']}` sha256 `{model['sha256'] or 'in memory'}`",
         f"- references: {len(doc['references'])} ({', '.join(r['name'] for r in doc['references']) or 'none: screening'})",
         f"- forget set: {doc['forget']['samples']} samples, `{doc['forget']['source']}`",
+        *_remote(doc.get("remote")),
         "",
     ]
     if doc["probes"]:
@@ -129,3 +130,21 @@ def _decisive(probe: dict[str, Any], prefix: bool = True) -> str:
     """The statistic that decided the probe's verdict: R, or ``D = …`` (p_m − p_ā) for a whole forgotten class."""
     stat, estimate = decisive(probe)
     return f"{'D = ' if stat == 'D' and prefix else ''}{fmt_interval(estimate)}"
+
+
+def _remote(remote: dict[str, Any] | None) -> list[str]:
+    """Served models: each endpoint and the queries it answered, and each probe's access mode."""
+    if not remote:
+        return []
+    lines = []
+    for e in remote["endpoints"]:
+        limit = e.get("settings", {}).get("max_queries")
+        lines.append(
+            f"- served {e['role']}: `{e['endpoint']}` ({e['output_kind']}), {e['usage']['rows_sent']} queries sent"
+            + (f" of at most {limit}" if limit else "")
+            + "".join(f"; warning: {w['message']}" for w in e.get("warnings", []))
+        )
+    access = ", ".join(f"{name}: {mode}" for name, mode in remote.get("access", {}).items())
+    via = f" (transfer probes crafted on `{remote['surrogate']}`)" if remote.get("surrogate") else ""
+    lines.append(f"- probe access: {access}{via}; {remote['queries_used']} queries in all")
+    return lines

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from .cache import AnswerCache
 from .endpoint import Endpoint, RetryPolicy, is_endpoint, parse_endpoint
-from .model import QueryUsage, RemoteModel, RemoteSettings, RemoteWarning, read_token
+from .model import RemoteModel
 from .protocol import ModelMetadata, TensorSpec
+from .settings import QueryUsage, RemoteSettings, RemoteWarning, read_token
 
 __all__ = [
     "AnswerCache",

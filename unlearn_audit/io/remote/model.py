@@ -10,180 +10,35 @@ or memory), deduplicated, checked against the query budget, sent in batches by a
 (:mod:`.protocol`) and stored as each request completes. A seeded small share of already-answered inputs is
 re-sent with them; a different answer is recorded in :attr:`RemoteModel.warnings` or raised
 (:class:`InconsistentAnswerError`), as the settings say.
+
+The parts live beside it: :mod:`.settings` (settings, usage, warnings, the token), :mod:`.signature` (the
+tensors settled from the metadata), :mod:`.wire` (rows to hashed bytes), :mod:`.cache` (the answer store),
+:mod:`.dispatch` (concurrent batches), :mod:`.endpoint` (HTTP and retries), :mod:`.consistency` (re-checks).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import os
-import re
 import threading
-from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from ...errors import (
-    ConfigError,
-    EndpointProtocolError,
-    InconsistentAnswerError,
-    InputError,
-    QueryBudgetError,
-)
+from ...errors import ConfigError, EndpointProtocolError, InconsistentAnswerError, QueryBudgetError
 from ..models import ModelMeta
 from .cache import AnswerCache
+from .consistency import RecheckPool, compare_answers
+from .dispatch import Span, dispatch
 from .endpoint import Endpoint, RetryPolicy, Transport, parse_endpoint
-from .protocol import (
-    FLOAT_TYPES,
-    INPUT_TYPES,
-    INT_TYPES,
-    ModelMetadata,
-    TensorSpec,
-    decode_output,
-    encode_request,
-    parse_metadata,
-    pick_tensor,
-)
+from .protocol import FLOAT_TYPES, ModelMetadata, TensorSpec, decode_output, encode_request, parse_metadata
+from .settings import OutputKind, QueryUsage, RemoteSettings, RemoteWarning, read_token
+from .signature import settle_signature
+from .wire import answer_key_prefix, looks_like_probabilities, shape_text, to_wire
 
 log = logging.getLogger(__name__)
-
-OutputKind = Literal["auto", "logits", "probabilities", "labels"]
-KEY_VERSION = "oip-answer-v1"
-RECHECK_STREAM = 0x4F4950  # spawn key of the recheck sampler, independent of the jitter stream
-TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: what an Authorization header can carry
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PROBABILITY_SUM_TOLERANCE = {"FP16": 1e-2, "FP32": 1e-3, "FP64": 1e-3}
-
-
-@dataclass(frozen=True)
-class RemoteSettings:
-    """How to query an endpoint. Everything here may be written to a report: the token is read from the
-    environment variable named by ``token_env`` and never stored."""
-
-    batch_size: int = 64
-    concurrency: int = 4
-    timeout: float = 30.0
-    retries: int = 5
-    retry_budget: int = 100
-    backoff: float = 0.5
-    backoff_max: float = 30.0
-    jitter: bool = True
-    seed: int = 0
-    token_env: str | None = None
-    max_queries: int | None = None
-    output: OutputKind = "auto"
-    input_name: str | None = None
-    output_name: str | None = None
-    num_classes: int | None = None
-    input_shape: tuple[int, ...] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    recheck_rate: float = 0.01
-    recheck_pool: int = 256
-    on_inconsistent: Literal["warn", "error"] = "warn"
-    score_rtol: float = 1e-4
-    score_atol: float = 1e-5
-    ca_file: str | None = None
-
-    def __post_init__(self) -> None:
-        positive = {"batch_size": self.batch_size, "concurrency": self.concurrency, "recheck_pool": self.recheck_pool}
-        for key, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"remote {key} {value!r}: must be a positive integer")
-        for key, value in {"retries": self.retries, "retry_budget": self.retry_budget}.items():
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"remote {key} {value!r}: must be an integer >= 0")
-        for key, number in {"timeout": self.timeout, "backoff_max": self.backoff_max}.items():
-            if not math.isfinite(number) or number <= 0:
-                raise ConfigError(f"remote {key} {number!r}: must be a positive number of seconds")
-        if not math.isfinite(self.backoff) or self.backoff < 0:
-            raise ConfigError(f"remote backoff {self.backoff!r}: must be >= 0 seconds")
-        if self.max_queries is not None and self.max_queries < 1:
-            raise ConfigError(f"max_queries {self.max_queries}: must be a positive number of rows")
-        if self.output not in ("auto", "logits", "probabilities", "labels"):
-            raise ConfigError(f"remote output {self.output!r}: use auto, logits, probabilities or labels")
-        if self.on_inconsistent not in ("warn", "error"):
-            raise ConfigError(f"remote on_inconsistent {self.on_inconsistent!r}: use warn or error")
-        if not 0.0 <= self.recheck_rate <= 1.0:
-            raise ConfigError(f"remote recheck_rate {self.recheck_rate!r}: must be between 0 and 1")
-        if self.score_rtol < 0 or self.score_atol < 0:
-            raise ConfigError("remote score_rtol/score_atol: must be >= 0")
-        if self.token_env is not None and not ENV_NAME.match(self.token_env):
-            raise ConfigError(
-                f"token_env {self.token_env!r}: give the NAME of an environment variable (letters, digits, _), "
-                "not the token itself"
-            )
-        if self.num_classes is not None and self.num_classes < 2:
-            raise ConfigError(f"num_classes {self.num_classes}: a classifier needs at least 2 classes")
-        if (self.mean is None) != (self.std is None):
-            raise ConfigError("remote mean/std: give both, or neither")
-        if self.mean is not None and self.std is not None:
-            if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-                raise ConfigError("remote mean/std: need the same number of values, and std values > 0")
-        if self.input_shape is not None and (not self.input_shape or any(s < 1 for s in self.input_shape)):
-            raise ConfigError(f"remote input_shape {self.input_shape}: every dimension must be a positive integer")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("input_shape", "mean", "std"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        return out
-
-
-@dataclass(frozen=True)
-class RemoteWarning:
-    """Something a report must show: the audit ran, but a reader should know this."""
-
-    code: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
-
-
-@dataclass
-class QueryUsage:
-    """What the audit cost at the endpoint. ``rows_sent`` is what the budget limits and the server saw:
-    every row of every attempt, retries and consistency re-checks included."""
-
-    rows_requested: int = 0  # rows the caller asked about, duplicates included
-    unique_rows: int = 0  # distinct inputs among them (per call, summed)
-    cache_hits: int = 0  # distinct inputs answered from the answer cache (memory or work directory)
-    rows_sent: int = 0
-    rows_answered: int = 0  # fresh answers received and stored
-    rechecks: int = 0  # earlier inputs re-sent for the consistency check
-    inconsistent: int = 0  # of those, answers that differed
-    requests: int = 0  # HTTP requests, health and metadata included
-    retries: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def read_token(env_name: str | None) -> str | None:
-    """The bearer token from the environment variable ``env_name`` (never from argv or files)."""
-    if env_name is None:
-        return None
-    value = os.environ.get(env_name, "").strip()
-    if not value:
-        raise ConfigError(f"environment variable {env_name} is not set or empty; it should hold the bearer token")
-    if not TOKEN_CHARS.match(value):
-        raise ConfigError(
-            f"environment variable {env_name} holds characters a bearer token cannot contain (spaces or non-ASCII)"
-        )
-    return value
-
-
-def _shape_text(shape: Sequence[int]) -> str:
-    return "[" + ", ".join("*" if s == -1 else str(s) for s in shape) + "]"
 
 
 class RemoteModel:
@@ -221,9 +76,7 @@ class RemoteModel:
             charge=self._charge,
         )
         self._cache = AnswerCache(work_dir)
-        self._rng = np.random.default_rng(np.random.SeedSequence(s.seed, spawn_key=(RECHECK_STREAM,)))
-        self._reservoir: list[tuple[bytes, np.ndarray]] = []
-        self._seen = 0
+        self._rechecks = RecheckPool(s.seed, s.recheck_rate, s.recheck_pool)
         self._executor: ThreadPoolExecutor | None = None
         self.metadata: ModelMetadata | None = None
         self._input: TensorSpec | None = None
@@ -259,71 +112,18 @@ class RemoteModel:
         where = str(self.endpoint)
         self._transport.request("GET", "/v2/health/ready")
         metadata = parse_metadata(self._transport.get_json(self.endpoint.model_path), where)
-        s = self.settings
-        spec = pick_tensor(metadata.inputs, s.input_name, "input", where)
-        assert spec is not None  # metadata always lists inputs (parse_metadata checks)
-        if spec.datatype not in INPUT_TYPES:
-            raise ConfigError(
-                f"{where}: input {spec.name!r} has datatype {spec.datatype}; audits send FP32, FP64, FP16 or UINT8"
-            )
-        if not spec.shape or spec.shape[0] == 0 or (spec.shape[0] == -1 and len(spec.shape) == 1):
-            raise ConfigError(
-                f"{where}: input {spec.name!r} has shape {_shape_text(spec.shape)}; expected a batch dimension "
-                "(-1) followed by the row shape, e.g. [-1, 1, 28, 28]"
-            )
-        row_shape = tuple(spec.shape[1:])
-        if spec.shape[0] > 0:  # a fixed batch dimension: never send more rows than that in one request
-            self._batch_limit = min(s.batch_size, spec.shape[0])
-        if s.input_shape is not None:
-            if len(s.input_shape) != len(row_shape) or any(
-                m not in (-1, g) for m, g in zip(row_shape, s.input_shape, strict=True)
-            ):
-                raise ConfigError(
-                    f"{where}: input_shape {list(s.input_shape)} does not fit the endpoint's row shape "
-                    f"{_shape_text(row_shape)} (input {spec.name!r})"
-                )
-            row_shape = tuple(s.input_shape)
-        if spec.datatype == "UINT8" and s.mean is not None:
-            raise ConfigError(
-                f"{where}: input {spec.name!r} is UINT8 (pixels 0..255); mean/std normalisation cannot apply"
-            )
-        output = pick_tensor(metadata.outputs, s.output_name, "output", where)
-        if output is not None:
-            declared_classes = self._declared_classes(output, where)
-            if declared_classes is not None:
-                if s.num_classes is not None and s.num_classes != declared_classes:
-                    raise ConfigError(
-                        f"{where}: output {output.name!r} has {declared_classes} classes but num_classes={s.num_classes}"
-                    )
-                self._num_classes = declared_classes
-        self.metadata, self._input, self._output, self._row_shape = metadata, spec, output, row_shape
+        signature = settle_signature(metadata, self.settings, where)
+        spec, self._output, self._row_shape = signature.input, signature.output, signature.row_shape
+        self._batch_limit, self._num_classes, self._kind = signature.batch_limit, signature.num_classes, signature.kind
+        self.metadata, self._input = metadata, spec
         if spec.datatype == "UINT8":
             self._warn(
                 "quantised_input",
                 f"{where}: input {spec.name!r} is UINT8, so every input is rounded to a multiple of 1/255 before it "
                 "is sent; perturbations smaller than 1/510 per pixel vanish",
             )
-        log.info("%s: ready; input %s %s, output kind %s", where, spec.datatype, _shape_text(spec.shape), self._kind)
+        log.info("%s: ready; input %s %s, output kind %s", where, spec.datatype, shape_text(spec.shape), self._kind)
         return self
-
-    def _declared_classes(self, output: TensorSpec, where: str) -> int | None:
-        integer, floating = output.datatype in INT_TYPES, output.datatype in FLOAT_TYPES
-        if not (integer or floating):
-            raise ConfigError(
-                f"{where}: output {output.name!r} has datatype {output.datatype}; expected scores (FP16/FP32/FP64) or "
-                "integer class labels"
-            )
-        if self._kind == "auto" and integer:
-            self._kind = "labels"
-        if self._kind == "labels" and not integer:
-            raise ConfigError(
-                f"{where}: output {output.name!r} is {output.datatype}, not integer labels; output=labels does not fit"
-            )
-        if self._kind in ("logits", "probabilities") and integer:
-            raise ConfigError(f"{where}: output {output.name!r} holds integer labels, not {self._kind}")
-        if self._kind != "labels" and len(output.shape) == 2 and output.shape[1] > 0:
-            return int(output.shape[1])
-        return None
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -456,54 +256,14 @@ class RemoteModel:
         return self._input, self._row_shape
 
     def _to_wire(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Rows in the input's wire datatype (little-endian, C order): exactly the bytes that are hashed."""
         spec, row_shape = self._require_connected()
-        where = str(self.endpoint)
-        tensor = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-            raise InputError(f"{where}: inputs must be a floating-point tensor in the data domain")
-        tensor = tensor.detach().to("cpu")
-        got = tuple(tensor.shape[1:])
-        if (
-            tensor.dim() < 1
-            or len(got) != len(row_shape)
-            or any(r not in (-1, g) for r, g in zip(row_shape, got, strict=True))
-        ):
-            raise InputError(
-                f"{where}: input {spec.name!r} takes rows of shape {_shape_text(row_shape)}, got {list(got)}; check "
-                "the sample set (or input_shape)"
-            )
-        if not bool(torch.isfinite(tensor).all()):
-            raise InputError(f"{where}: inputs contain NaN or infinite values")
         s = self.settings
-        if s.mean is not None and s.std is not None:
-            mean = torch.tensor(s.mean, dtype=torch.float32)
-            std = torch.tensor(s.std, dtype=torch.float32)
-            view = [1, -1] + [1] * (tensor.dim() - 2) if mean.numel() > 1 else [1] * tensor.dim()
-            tensor = (tensor.float() - mean.view(view)) / std.view(view)
-        if spec.datatype == "UINT8":
-            array = (tensor.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
-        elif spec.datatype == "FP16":
-            array = tensor.half().numpy()
-        elif spec.datatype == "FP64":
-            array = tensor.double().numpy()
-        else:
-            array = tensor.float().numpy()
-        wire_dtype = FLOAT_TYPES.get(spec.datatype, np.dtype("u1"))
-        return np.ascontiguousarray(array, dtype=wire_dtype)
+        return to_wire(x, spec, row_shape, mean=s.mean, std=s.std, where=str(self.endpoint))
 
-    def _key_prefix(self, row_shape: tuple[int, ...]) -> hashlib._Hash:
+    def _key_prefix(self, row_shape: tuple[int, ...]) -> Any:
         assert self._input is not None and self.metadata is not None
-        header = [
-            KEY_VERSION,
-            self.url,
-            self.metadata.sha256,
-            self._input.name,
-            self._input.datatype,
-            list(row_shape),
-            self._output.name if self._output is not None else self.settings.output_name,
-        ]
-        return hashlib.sha256(json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\0")
+        output_name = self._output.name if self._output is not None else self.settings.output_name
+        return answer_key_prefix(self.url, self.metadata.sha256, self._input, row_shape, output_name)
 
     @property
     def _spec(self) -> str:
@@ -543,7 +303,7 @@ class RemoteModel:
             self._num_classes = int(next(iter(answers.values())).size)
         hits = len(answers)
         missing = [k for k in unique if k not in answers]
-        rechecks = self._pick_rechecks(len(missing)) if missing else []
+        rechecks = self._rechecks.pick(len(missing)) if missing else []
         self._check_budget(len(missing))
         remaining = self.remaining_queries
         if rechecks and remaining is not None and remaining < len(missing) + len(rechecks):
@@ -562,7 +322,7 @@ class RemoteModel:
             answers.update((k, fresh[k]) for k in missing)
             if rechecks:
                 self._compare(rechecks, {k: fresh[("recheck", k)] for k, _ in rechecks})
-        self._remember(unique, wire, first)
+        self._rechecks.remember(unique, wire, first)
         out = np.stack([answers[k] for k in keys]) if n else self._empty()
         self._check_kind(out)
         return out
@@ -577,18 +337,9 @@ class RemoteModel:
         the rest (rechecks) are returned under ``("recheck", key)``."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="oip")
-        size = self._batch_limit
-        spans = [(start, min(start + size, len(rows))) for start in range(0, len(rows), size)]
         results: dict[Any, np.ndarray] = {}
-        pending: dict[Future[np.ndarray], tuple[int, int]] = {}
-        queue = iter(spans)
 
-        def submit_next() -> None:
-            span = next(queue, None)
-            if span is not None and self._executor is not None:
-                pending[self._executor.submit(self._request, rows[span[0] : span[1]])] = span
-
-        def settle(span: tuple[int, int], answer: np.ndarray) -> None:
+        def settle(span: Span, answer: np.ndarray) -> None:
             start, stop = span
             if not self.labels_only:
                 if self._num_classes is None:
@@ -611,30 +362,16 @@ class RemoteModel:
             with self._lock:
                 self.usage.rows_answered += len(stored)
 
-        for _ in range(2 * self.settings.concurrency):
-            submit_next()
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    span = pending.pop(future)
-                    settle(span, future.result())
-                    submit_next()
-        except BaseException:
-            # Stop the other requests (they quit at their next retry wait), keep what was already answered.
-            self._transport.stop.set()
-            for future in pending:
-                future.cancel()
-            wait(pending)
-            for future, span in pending.items():
-                if not future.cancelled() and future.exception() is None:
-                    try:
-                        settle(span, future.result())
-                    except Exception:  # noqa: BLE001 - the first error is the one to report
-                        log.debug("%s: could not keep a late answer", self.endpoint, exc_info=True)
-            raise
-        finally:
-            self._transport.stop.clear()
+        dispatch(
+            self._executor,
+            rows,
+            batch_size=self._batch_limit,
+            in_flight=2 * self.settings.concurrency,
+            request=self._request,
+            settle=settle,
+            stop=self._transport.stop,
+            where=str(self.endpoint),
+        )
         return results
 
     def _request(self, rows: np.ndarray) -> np.ndarray:
@@ -662,49 +399,16 @@ class RemoteModel:
 
     # ----------------------------------------------------------------------------- consistency checks
 
-    def _pick_rechecks(self, missing: int) -> list[tuple[bytes, np.ndarray]]:
-        rate = self.settings.recheck_rate
-        if rate <= 0 or not self._reservoir:
-            return []
-        count = min(len(self._reservoir), math.ceil(rate * missing))
-        chosen = self._rng.choice(len(self._reservoir), size=count, replace=False)
-        return [self._reservoir[int(i)] for i in sorted(chosen.tolist())]
-
-    def _remember(self, unique: list[bytes], wire: np.ndarray, first: dict[bytes, int]) -> None:
-        """Reservoir sample (algorithm R, seeded) of answered inputs, the pool rechecks draw from."""
-        if self.settings.recheck_rate <= 0 or not unique:
-            return
-        pool = self.settings.recheck_pool
-        seen = self._seen + np.arange(1, len(unique) + 1)
-        slots = self._rng.integers(0, seen)
-        for key, slot in zip(unique, slots.tolist(), strict=True):
-            if len(self._reservoir) < pool:
-                self._reservoir.append((key, wire[first[key]].copy()))
-            elif slot < pool:
-                self._reservoir[slot] = (key, wire[first[key]].copy())
-        self._seen += len(unique)
-
     def _compare(self, rechecks: list[tuple[bytes, np.ndarray]], again: dict[bytes, np.ndarray]) -> None:
         before: dict[bytes, np.ndarray] = {}
         for key, value in self._cache.get_many([k for k, _ in rechecks], self._spec).items():
             row = self._decode_value(value)
             if row is not None:
                 before[key] = row
-        differing, labels_changed, largest = 0, 0, 0.0
-        for key, _ in rechecks:
-            old, new = before.get(key), again[key]
-            if old is None:
-                continue
-            if self.labels_only:
-                changed = bool(old != new)
-                labels_changed += changed
-            else:
-                old64, new64 = old.astype(np.float64), new.astype(np.float64)
-                gap = float(np.abs(old64 - new64).max())
-                largest = max(largest, gap)
-                changed = gap > self.settings.score_atol + self.settings.score_rtol * float(np.abs(old64).max())
-                labels_changed += bool(changed and old.argmax() != new.argmax())
-            differing += changed
+        s = self.settings
+        keys = [k for k, _ in rechecks]
+        found = compare_answers(keys, before, again, labels_only=self.labels_only, rtol=s.score_rtol, atol=s.score_atol)
+        differing, labels_changed, largest = found.differing, found.labels_changed, found.largest_gap
         with self._lock:
             self.usage.rechecks += len(rechecks)
             self.usage.inconsistent += differing
@@ -725,19 +429,12 @@ class RemoteModel:
         if self.labels_only or scores.size == 0:
             return
         datatype = self._output.datatype if self._output is not None else "FP32"
-        tolerance = PROBABILITY_SUM_TOLERANCE.get(datatype, 1e-3)
-        values = scores.astype(np.float64)
-        looks_like = bool(
-            (values >= -tolerance).all()
-            and (values <= 1 + tolerance).all()
-            and (np.abs(values.sum(axis=1) - 1.0) <= tolerance).all()
-        )
+        looks_like, worst = looks_like_probabilities(scores, datatype)
         if self._kind == "auto":
             self._kind = "probabilities" if looks_like else "logits"
             self._kind_detected = True
             log.info("%s: answers read as %s", self.endpoint, self._kind)
         elif self._kind == "probabilities" and not looks_like:
-            worst = float(np.abs(values.sum(axis=1) - 1.0).max())
             how = "looked like probabilities at first" if self._kind_detected else "was declared output=probabilities"
             raise EndpointProtocolError(
                 f"{self.endpoint}: the output {how}, but rows now sum to 1 ± {worst:.3g} or leave [0, 1]; "
