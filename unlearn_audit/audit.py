@@ -289,7 +289,7 @@ class Audit:
             subjects,
             PanelInputs(self.forget, self.references, self.retain, self.test, self.original),
             panel=cfg.panel,
-            seed=cfg.seed,
+            seed=cfg.library_seed("panel"),
             fdr=cfg.policy.fdr,
             level=cfg.level,
             device=device,

@@ -23,7 +23,7 @@ counted probes must pass for ``pass``; anything else is ``inconclusive``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -85,6 +85,22 @@ class Policy:
 
     def verdict_level(self, n_probes: int) -> float:
         return 1.0 - self.alpha / max(1, n_probes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """The inverse of :meth:`to_dict` (a report's ``policy``); unknown keys are a :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"policy: unknown field(s) {', '.join(unknown)} (this release knows {', '.join(sorted(known))})"
+            )
+        values = dict(data)
+        if values.get("tau_max", 0.0) is None:
+            values["tau_max"] = math.inf
+        if values.get("probes") is not None:
+            values["probes"] = tuple(values["probes"])
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
