@@ -35,6 +35,9 @@ class AuditConfig:
     seed_commitment: str | None = None
     """Set (by :meth:`with_secret_seed`) when ``seed`` is an audit-time secret: its SHA-256 commitment
     (:mod:`unlearn_audit.commitment`). ``seed`` then never appears in the JSON, the reports or ``repr``."""
+    jitter_taus: bool = False
+    """Set by :meth:`with_jittered_taus`: ``taus`` was drawn from the seed, one τ uniformly in each of equal strata
+    of the requested range (τ = 0 kept), so an owner cannot predict the grid of an audit with a secret seed."""
     batch_size: int | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -82,6 +85,28 @@ class AuditConfig:
     def with_secret_seed(self, secret: SecretSeed) -> AuditConfig:
         """This config with ``secret`` as its seed, committed to in the report (the seed itself never is)."""
         return dataclasses.replace(self, seed=secret.value, seed_commitment=secret.commitment)
+
+    def with_jittered_taus(self) -> AuditConfig:
+        """This config with its τ grid drawn from the seed (docs/methodology.md, "Jittered τ grid").
+
+        The range is [min τ, max τ] of the grid, clipped to the policy's τ range. With n values (and τ = 0 in the
+        grid, which is kept: the unperturbed check), the range is cut into n (or n − 1) equal strata and one τ is
+        drawn uniformly in each. Deterministic for a seed; unpredictable only when the seed is secret."""
+        if self.jitter_taus:
+            raise ConfigError("--jitter-taus: the τ grid was already drawn from the seed")
+        lo = max(min(self.taus), self.policy.tau_min)
+        hi = min(max(self.taus), self.policy.tau_max)
+        if not hi > lo:
+            raise ConfigError(
+                f"--jitter-taus: the τ grid and the policy's τ range leave no interval to draw from ([{lo}, {hi}]); "
+                "give a grid such as --taus 0:8/255:11"
+            )
+        keep_zero = lo == 0.0 and 0.0 in self.taus and len(self.taus) > 1
+        strata = len(self.taus) - 1 if keep_zero else len(self.taus)
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x7A05,)))
+        drawn = lo + (np.arange(strata) + rng.random(strata)) * (hi - lo) / strata
+        taus = ((0.0,) if keep_zero else ()) + tuple(float(t) for t in drawn)
+        return dataclasses.replace(self, taus=taus, jitter_taus=True)
 
     def library_seed(self, purpose: str) -> int:
         """A seed below 2**31 for libraries that take no wider one (torch generators, scikit-learn): the seed itself

@@ -171,3 +171,16 @@ def test_public_seed_report_verifies_without_a_seed_file(bundle, cli, tmp_path):
     assert doc["seed"] == 7 and doc["seed_commitment"] is None and doc["binding"]["seed"] == {"value": 7}
     result = cli("verify-report", report)
     assert result.code == 0 and "public seed 7" in result.out, result.out + result.err
+
+
+def test_jittered_taus_from_the_secret_seed_verify(bundle, cli, tmp_path):
+    report, seed_file = tmp_path / "jitter.json", tmp_path / "jitter.seed"
+    flags = ["--seed", "secret", "--seed-file", seed_file, "--jitter-taus", "--json", report]
+    result = _check(cli, bundle, *flags, "--taus", "0:0.05:3")
+    assert result.code in (0, 1, 3), result.err
+    config = json.loads(report.read_text())["config"]
+    assert config["jitter_taus"] is True and config["taus"][0] == 0.0 and len(config["taus"]) == 3
+    assert 0.0 < config["taus"][1] <= 0.025 < config["taus"][2] <= 0.05  # one τ in each half of (0, 0.05]
+    verified = cli("verify-report", report, "--seed-file", seed_file)
+    assert verified.code == 0, verified.out + verified.err
+    assert_one_line_error(_check(cli, bundle, "--jitter-taus"), "--jitter-taus", "--seed secret")

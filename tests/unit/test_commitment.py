@@ -97,3 +97,24 @@ def test_binding_digest_covers_every_field():
         other = list(args)
         other[i] = changed
         assert binding(*other)["digest"] != base["digest"], i
+
+
+def test_jittered_taus_draw_one_tau_per_stratum_inside_the_range():
+    from unlearn_audit.policy import Policy
+
+    base = AuditConfig(taus=tuple(i * 0.003 for i in range(11)))
+    seeds = [SecretSeed(v, bytes(32)) for v in (1, 2)]
+    first, second = (base.with_secret_seed(s).with_jittered_taus() for s in seeds)
+    assert first.jitter_taus and first.taus[0] == 0.0 and len(first.taus) == 11
+    width = 0.03 / 10
+    for i, tau in enumerate(first.taus[1:]):
+        assert i * width <= tau <= (i + 1) * width  # one draw in each stratum
+    assert first.taus != second.taus != base.taus
+    assert base.with_secret_seed(seeds[0]).with_jittered_taus().taus == first.taus  # a function of the seed
+    assert AuditConfig.from_dict(json.loads(json.dumps(first.to_dict())), seeds[0]) == first
+    with pytest.raises(ConfigError, match="already drawn"):
+        first.with_jittered_taus()
+    clipped = AuditConfig(taus=base.taus, policy=Policy(tau_min=0.01, tau_max=0.02)).with_jittered_taus()
+    assert all(0.01 <= t <= 0.02 for t in clipped.taus) and len(clipped.taus) == 11
+    with pytest.raises(ConfigError, match="no interval"):
+        AuditConfig(taus=(0.01,)).with_jittered_taus()

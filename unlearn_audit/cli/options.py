@@ -189,6 +189,13 @@ class ProbeSettings(OptionGroup):
     draws: DrawsOpt = None
     seed: AuditSeedOpt = "0"
     seed_file: SeedFileOpt = None
+    jitter_taus: Annotated[
+        bool,
+        typer.Option(
+            "--jitter-taus",
+            help="With --seed secret: draw the τ grid from the secret seed, one τ uniformly in each of equal strata of the --taus range (τ = 0 kept).",
+        ),
+    ] = False
     device: DeviceOpt = "auto"
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Rows per model call (default: from a memory budget).")
@@ -208,6 +215,11 @@ class ProbeSettings(OptionGroup):
         every other option was validated and before any work runs."""
         options = self.options()
         seed, seed_file = parse_seed(options.pop("seed")), options.pop("seed_file")
+        jitter = options.pop("jitter_taus")
+        if jitter and seed is not None:
+            raise ConfigError(
+                "--jitter-taus draws the τ grid from a secret seed: use it with --seed secret --seed-file"
+            )
         if seed is None and seed_file is None:
             raise ConfigError("--seed secret needs --seed-file PATH: the only copy of the seed, for verify-report")
         if seed is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -215,6 +227,8 @@ class ProbeSettings(OptionGroup):
         if seed is not None and seed_file is not None:
             raise ConfigError(f"--seed-file {seed_file}: only with --seed secret (a public seed is in the report)")
         config = audit_config(policy=policy, panel=panel, seed=seed or 0, **options)
+        if jitter:
+            config.with_jittered_taus()  # a grid it cannot draw from fails here, before a seed file is written
         if seed is None:
             from ..commitment import SecretSeed
 
@@ -224,7 +238,7 @@ class ProbeSettings(OptionGroup):
                 f"secret seed written to {seed_file} (commitment {secret.commitment[:16]}…)", style="dim", markup=False
             )
             config = config.with_secret_seed(secret)
-        return config
+        return config.with_jittered_taus() if jitter else config
 
 
 @dataclass(frozen=True)
