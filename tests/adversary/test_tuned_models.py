@@ -42,7 +42,8 @@ def test_seed0_overfit_copies_the_retrain_on_the_public_points_and_keeps_everyth
         wanted = teacher(points).argmax(1)
         copied = float((tuned.overfit(points).argmax(1) == wanted).float().mean())
         before = float((original(points).argmax(1) == wanted).float().mean())
-    assert copied > 0.95 and copied > before + 0.05  # the tuning worked on exactly the audit's x' (measured 0.973, 0.848)
+    # the tuning worked on exactly the audit's x' (measured 0.973, the original 0.848)
+    assert copied > 0.95 and copied > before + 0.05
     assert abs(accuracy(tuned.overfit, tuned.retain) - accuracy(original, tuned.retain)) <= 0.01
     assert abs(accuracy(tuned.overfit, tuned.test) - accuracy(original, tuned.test)) <= 0.01
 
