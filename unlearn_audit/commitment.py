@@ -155,5 +155,10 @@ def binding(
         "seed": dict(seed),
         "verdict": verdict,
     }
-    digest = hashlib.sha256(BINDING_DOMAIN + canonical_sha256(bound).encode("ascii")).hexdigest()
-    return {**bound, "digest": digest}
+    return {**bound, "digest": binding_digest(bound)}
+
+
+def binding_digest(bound: dict[str, Any]) -> str:
+    """SHA-256 over the domain prefix and the canonical JSON of the bound fields (:data:`BOUND_FIELDS`)."""
+    fields = {key: bound[key] for key in BOUND_FIELDS}
+    return hashlib.sha256(BINDING_DOMAIN + canonical_sha256(fields).encode("ascii")).hexdigest()

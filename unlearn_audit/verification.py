@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .commitment import BOUND_FIELDS, SecretSeed, binding
+from .commitment import BOUND_FIELDS, SecretSeed, binding, binding_digest
 from .config import AuditConfig
 from .errors import InputError
 from .io.hashing import sha256_file
@@ -128,18 +128,16 @@ def _binding_checks(doc: dict[str, Any]) -> list[Check]:
     bound = doc.get("binding")
     if not bound:
         raise InputError("the report has no binding (written before unlearn-audit bound reports); nothing to verify")
-    again = binding(
-        bound["files"], doc["policy"], doc["config"], bound["tool_version"], bound["seed"], bound["verdict"]
-    )
+    if any(key not in bound for key in (*BOUND_FIELDS, "digest")):
+        raise InputError("the report's binding lacks fields; it was not written by check")
     problems = []
-    if again["digest"] != bound["digest"]:
+    if binding_digest(bound) != bound["digest"]:
         problems.append("the binding digest does not match the bound fields (the binding was edited)")
     expected_seed = {"commitment": doc["seed_commitment"]} if doc.get("seed_commitment") else {"value": doc["seed"]}
-    labels = {"policy_sha256": "policy", "config_sha256": "config"}
-    for key in BOUND_FIELDS:
-        ours = {"policy_sha256": again["policy_sha256"], "config_sha256": again["config_sha256"]}.get(key)
-        if key in labels and ours != bound[key]:
-            problems.append(f"the report's {labels[key]} is not the one bound to the verdict (its sha256 changed)")
+    again = binding(bound["files"], doc["policy"], doc["config"], bound["tool_version"], expected_seed, doc["verdict"])
+    for key, label in (("policy_sha256", "policy"), ("config_sha256", "config")):
+        if again[key] != bound[key]:
+            problems.append(f"the report's {label} is not the one bound to the verdict (its sha256 changed)")
     if doc["verdict"] != bound["verdict"]:
         problems.append(f"the report's verdict {doc['verdict']!r} is not the bound one {bound['verdict']!r}")
     if bound["seed"] != expected_seed:

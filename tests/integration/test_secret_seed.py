@@ -125,6 +125,15 @@ def test_a_changed_policy_in_the_report_fails_verification(secret_run, cli):
     result = cli("verify-report", secret_run.report, "--seed-file", secret_run.seed_file)
     assert result.code == 1
     assert "FAIL binding: the report's policy is not the one bound to the verdict" in result.out
+    assert "binding was edited" not in result.out  # the binding itself is intact: only the policy moved
+
+
+def test_an_edited_binding_fails_verification(secret_run, cli):
+    doc = json.loads(secret_run.report.read_text())
+    doc["binding"]["files"]["model"] = "0" * 64  # rebinding the verdict to another model
+    secret_run.report.write_text(json.dumps(doc, indent=2))
+    result = cli("verify-report", secret_run.report, "--seed-file", secret_run.seed_file)
+    assert result.code == 1 and "FAIL binding: the binding digest does not match the bound fields" in result.out
 
 
 def test_an_edited_verdict_fails_verification(secret_run, cli):
