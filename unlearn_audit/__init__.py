@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .commitment import SecretSeed
 from .errors import CheckpointError, ConfigError, InputError, ModelOutputError, SchemaError, UnlearnAuditError
 from .info import ModelInfo, model_info
 from .io.models import AuditableModel, ModelMeta, load_model, save_model, wrap_model
@@ -18,6 +19,7 @@ __all__ = [
     "ModelOutputError",
     "Samples",
     "SchemaError",
+    "SecretSeed",
     "UnlearnAuditError",
     "__version__",
     "load_model",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .policy import Band, Policy, Verdict, VerdictKind, classify
+from .policy import Band, Policy, Verdict, VerdictKind, classify, withhold_pass
 from .stats.bootstrap import bootstrap_weights, interval
 from .stats.intervals import Estimate
 from .stats.pertest import calibrated_test, one_sided_exact
@@ -134,13 +134,25 @@ def format_value(x: float) -> str:
 def _band_from(estimates: list[Estimate], floor: float, method: str) -> Band:
     lo = min(e.lo for e in estimates)
     hi = max(e.hi for e in estimates)
+    values, measured = tuple(e.value for e in estimates), spread_measured(method)
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return Band(float("nan"), float("nan"), method + " (undefined)", tuple(e.value for e in estimates))
-    return Band(min(lo, 1.0 / (1.0 + floor)), max(hi, 1.0 + floor), method, tuple(e.value for e in estimates))
+        return Band(float("nan"), float("nan"), method + " (undefined)", values, measured)
+    return Band(min(lo, 1.0 / (1.0 + floor)), max(hi, 1.0 + floor), method, values, measured)
 
 
 def _margin_band(margin: float, method: str) -> Band:
-    return Band(1.0 / (1.0 + margin), 1.0 + margin, method)
+    return Band(1.0 / (1.0 + margin), 1.0 + margin, method, spread_measured=False)
+
+
+def spread_measured(null_method: str) -> bool:
+    """Only a leave-one-out over K ≥ 2 references measures how far honest retrains spread; a margin guesses it."""
+    return null_method.startswith("leave-one-out")
+
+
+def _remedy(null_method: str) -> str:
+    if "not crafted" in null_method:
+        return "craft the adversarial inputs on the references too (the default)"
+    return "add a second retrained reference (--reference)"
 
 
 @dataclass
@@ -255,6 +267,8 @@ def analyse_probe(
         else:
             band_norm = _margin_band(floor, null_method)
         verdict_norm = classify(pooled_norm.lo, pooled_norm.hi, band_norm)
+        p = pooled_norm  # R_norm is never a pass inside an unmeasured band either
+        verdict_norm, _ = withhold_pass(verdict_norm, band_norm, counts.probe, "R_norm", p.value, p.lo, p.hi, "")
 
     # pooled over the τ range: the verdict statistic
     u_pool, v_pool = _pooled(main, mask)
@@ -264,7 +278,7 @@ def analyse_probe(
         if null_method.startswith("swap"):
             e = ests[0]
             m = 1.0 + policy.single_reference_margin
-            band = Band(e.lo / m, e.hi * m, null_method, (e.value,))
+            band = Band(e.lo / m, e.hi * m, null_method, (e.value,), spread_measured=False)
         else:
             band = _band_from(ests, floor, null_method)
     else:
@@ -302,6 +316,10 @@ def analyse_probe(
             "favours its forget samples over unseen ones more than retrains do: damage everywhere may be masking "
             "residual knowledge."
         )
+    label, decided = ("R", pooled) if excess is None else ("D", excess)
+    args = (counts.probe, label, decided.value, decided.lo, decided.hi, _remedy(null_method))
+    kind, withheld = withhold_pass(kind, band, *args)  # a margin can back a finding, never a pass
+    reason = withheld or reason
 
     # per-sample tests, pooled over the τ range: exact (vs these references) and calibrated (vs retraining)
     v_each = main.v[:, :, mask].sum(axis=2)  # [K, N]
@@ -368,12 +386,13 @@ def _excess_and_band(
     ests = [excess_rate(*_pooled(s, mask), trials, weights, level, settings.method) for s in nulls]
     finite = [e for e in ests if math.isfinite(e.lo) and math.isfinite(e.hi)]
     if not finite:
-        return excess, Band(-margin, margin, method)
+        return excess, Band(-margin, margin, method, spread_measured=False)
     lo = min(e.lo for e in finite)
     hi = max(e.hi for e in finite)
     if null_method.startswith("swap"):  # one reference: the seed spread is unmeasured, so widen by the margin
         lo, hi = lo - margin, hi + margin
-    return excess, Band(min(lo, -margin), max(hi, margin), method, tuple(e.value for e in ests))
+    values, measured = tuple(e.value for e in ests), spread_measured(null_method)
+    return excess, Band(min(lo, -margin), max(hi, margin), method, values, measured)
 
 
 def _excess_reason(probe: str, kind: VerdictKind, excess: Estimate, band: Band, p_a: float, taus: np.ndarray) -> str:

@@ -288,7 +288,7 @@ class Audit:
             subjects,
             PanelInputs(self.forget, self.references, self.retain, self.test, self.original),
             panel=cfg.panel,
-            seed=cfg.seed,
+            seed=cfg.library_seed("panel"),
             fdr=cfg.policy.fdr,
             level=cfg.level,
             device=device,
@@ -366,8 +366,8 @@ class Audit:
             if len(self.references) == 1:
                 notes.append(
                     "Only one retrained reference: the seed-to-seed spread of retraining could not be measured, so a "
-                    f"documented margin (±{policy.single_reference_margin:.0%}) stands in for it. A second reference "
-                    "makes the verdict stronger."
+                    f"documented margin (±{policy.single_reference_margin:.0%}) stands in for it. A margin can back a "
+                    "finding, never a pass: a model inside it reads inconclusive. Add a second reference to decide."
                 )
             counts_any = next(iter(forget_counts.values()))
             if (
@@ -376,7 +376,8 @@ class Audit:
                 and not cfg.craft_on_references
             ):
                 notes.append(
-                    "Adversarial probes were not crafted on the references; their null band is a fixed margin."
+                    "Adversarial probes were not crafted on the references; their null band is a fixed margin, "
+                    "which can back a finding on them but never a pass."
                 )
         else:
             kinds = {n: s.verdict for n, s in screening.items() if policy.counts_probe(n)}

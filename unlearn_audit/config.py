@@ -7,9 +7,13 @@ One name per knob: ``--batch-size`` ↔ ``AuditConfig.batch_size`` ↔ JSON ``"b
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
+from .commitment import SecretSeed
 from .errors import ConfigError
 from .policy import Policy
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, make_probes, probe_label
@@ -26,6 +30,14 @@ class AuditConfig:
     probe_draws: tuple[tuple[str, int], ...] = ()
     """Per-probe overrides of ``draws``, e.g. ``(("pgd", 10),)``: PGD costs ``steps`` backward passes per draw."""
     seed: int = 0
+    """One seed for every random choice. For a seed the audited party cannot predict, use
+    ``AuditConfig(...).with_secret_seed(SecretSeed.draw())``: the JSON then carries ``seed_commitment``, never the seed."""
+    seed_commitment: str | None = None
+    """Set (by :meth:`with_secret_seed`) when ``seed`` is an audit-time secret: its SHA-256 commitment
+    (:mod:`unlearn_audit.commitment`). ``seed`` then never appears in the JSON, the reports or ``repr``."""
+    jitter_taus: bool = False
+    """Set by :meth:`with_jittered_taus`: ``taus`` was drawn from the seed, one τ uniformly in each of equal strata
+    of the requested range (τ = 0 kept), so an owner cannot predict the grid of an audit with a secret seed."""
     batch_size: int | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -40,6 +52,8 @@ class AuditConfig:
     re-learn time with an original), ``all`` (+ the Reminiscence probe) or ``none``."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed {self.seed!r}: use a non-negative integer, or secret (with --seed-file)")
         if self.panel not in ("standard", "all", "none"):
             raise ConfigError(f"--panel {self.panel!r}: use standard, all or none")
         names = [probe_label(p) for p in make_probes(list(self.probes))]  # validates names
@@ -57,6 +71,52 @@ class AuditConfig:
             raise ConfigError(f"ci_method {self.ci_method!r}: use bca or percentile")
         self.engine_config()  # validates draws, τ grid, batch size, precision and engine
 
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{f.name}={'<secret>' if f.name == 'seed' and self.secret_seed else repr(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+        )
+        return f"AuditConfig({fields})"
+
+    @property
+    def secret_seed(self) -> bool:
+        return self.seed_commitment is not None
+
+    def with_secret_seed(self, secret: SecretSeed) -> AuditConfig:
+        """This config with ``secret`` as its seed, committed to in the report (the seed itself never is)."""
+        return dataclasses.replace(self, seed=secret.value, seed_commitment=secret.commitment)
+
+    def with_jittered_taus(self) -> AuditConfig:
+        """This config with its τ grid drawn from the seed (docs/methodology.md, "Jittered τ grid").
+
+        The range is [min τ, max τ] of the grid, clipped to the policy's τ range. With n values (and τ = 0 in the
+        grid, which is kept: the unperturbed check), the range is cut into n (or n − 1) equal strata and one τ is
+        drawn uniformly in each. Deterministic for a seed; unpredictable only when the seed is secret."""
+        if self.jitter_taus:
+            raise ConfigError("--jitter-taus: the τ grid was already drawn from the seed")
+        lo = max(min(self.taus), self.policy.tau_min)
+        hi = min(max(self.taus), self.policy.tau_max)
+        if not hi > lo:
+            raise ConfigError(
+                f"--jitter-taus: the τ grid and the policy's τ range leave no interval to draw from ([{lo}, {hi}]); "
+                "give a grid such as --taus 0:8/255:11"
+            )
+        keep_zero = lo == 0.0 and 0.0 in self.taus and len(self.taus) > 1
+        strata = len(self.taus) - 1 if keep_zero else len(self.taus)
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x7A05,)))
+        drawn = lo + (np.arange(strata) + rng.random(strata)) * (hi - lo) / strata
+        taus = ((0.0,) if keep_zero else ()) + tuple(float(t) for t in drawn)
+        return dataclasses.replace(self, taus=taus, jitter_taus=True)
+
+    def library_seed(self, purpose: str) -> int:
+        """A seed below 2**31 for libraries that take no wider one (torch generators, scikit-learn): the seed itself
+        when it is public and fits, so public seeds behave as before; otherwise a hash of (seed, purpose), which
+        reveals nothing of a secret seed."""
+        if not self.secret_seed and self.seed < 2**31:
+            return self.seed
+        state = np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(purpose.encode()),)).generate_state(1)
+        return int(state[0]) & 0x7FFFFFFF
+
     def draws_for(self, probe: str) -> int:
         return int(dict(self.probe_draws).get(probe, default_draws(probe, self.draws)))
 
@@ -72,10 +132,36 @@ class AuditConfig:
             engine=self.engine,
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], seed: int | SecretSeed | None = None) -> AuditConfig:
+        """The inverse of :meth:`to_dict` (a report's ``config``). A secret seed is not in ``data``: pass it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config: unknown field(s) {', '.join(unknown)}; written by a newer unlearn-audit?")
+        values["probes"] = tuple(values.get("probes", DEFAULT_PROBES))
+        values["taus"] = tuple(float(t) for t in values.get("taus", DEFAULT_TAUS))
+        values["probe_draws"] = tuple((str(k), int(n)) for k, n in (values.get("probe_draws") or {}).items())
+        values["policy"] = Policy.from_dict(values["policy"]) if "policy" in values else Policy()
+        values.pop("seed_commitment", None)
+        if isinstance(seed, SecretSeed):
+            values["seed"] = 0
+            return cls(**values).with_secret_seed(seed)
+        if seed is not None:
+            values["seed"] = int(seed)
+        if values.get("seed") is None:
+            raise ConfigError("config: the seed was secret; pass the seed file that opens its commitment")
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["probes"] = list(self.probes)
         out["taus"] = list(self.taus)
         out["probe_draws"] = {name: int(n) for name, n in self.probe_draws}
         out["policy"] = self.policy.to_dict()
+        if self.secret_seed:
+            out["seed"] = None  # committed to (seed_commitment), never written
+        else:
+            del out["seed_commitment"]
         return out

@@ -5,8 +5,13 @@ the range of R that honest retrains produce under the same procedure.
 
 * ``residual_knowledge``: the whole confidence interval of R lies above the band;
 * ``over_unlearning``: the whole interval lies below the band;
-* ``pass``: the interval lies inside the band;
-* ``inconclusive``: the interval straddles an edge of the band, or there are too few samples.
+* ``pass``: the interval lies inside the band, and the band was *measured* (K ≥ 2 references, each audited
+  against the others the same way);
+* ``inconclusive``: the interval straddles an edge of the band, or there are too few samples, or the interval
+  lies inside a band that is only a documented margin (one reference; adversarial inputs not crafted on the
+  references). A margin can back a finding, never a ``pass``: the retraining spread it stands in for ranges from
+  0.3 % to 12 % on our panels, so a real residual of a few percent hides inside any margin wide enough to spare
+  honest retrains (:func:`withhold_pass`).
 
 Confidence levels are Bonferroni-corrected across the probes that count, so the chance of a false finding
 on an honest retrain is at most ``alpha`` (given the band). Overall: any probe with residual knowledge makes
@@ -18,7 +23,7 @@ counted probes must pass for ``pass``; anything else is ``inconclusive``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -81,6 +86,22 @@ class Policy:
     def verdict_level(self, n_probes: int) -> float:
         return 1.0 - self.alpha / max(1, n_probes)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """The inverse of :meth:`to_dict` (a report's ``policy``); unknown keys are a :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"policy: unknown field(s) {', '.join(unknown)} (this release knows {', '.join(sorted(known))})"
+            )
+        values = dict(data)
+        if values.get("tau_max", 0.0) is None:
+            values["tau_max"] = math.inf
+        if values.get("probes") is not None:
+            values["probes"] = tuple(values["probes"])
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["tau_max"] = None if math.isinf(self.tau_max) else self.tau_max
@@ -105,9 +126,18 @@ class Band:
     hi: float
     method: str
     values: tuple[float, ...] = ()
+    spread_measured: bool = True
+    """False when no honest retrain was audited against another (one reference, or adversarial inputs not crafted
+    on the references): the band is then a documented margin, which can back a finding but never a ``pass``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lo": self.lo, "hi": self.hi, "method": self.method, "values": list(self.values)}
+        return {
+            "lo": self.lo,
+            "hi": self.hi,
+            "method": self.method,
+            "values": list(self.values),
+            "spread_measured": self.spread_measured,
+        }
 
 
 @dataclass(frozen=True)
@@ -135,6 +165,25 @@ def classify(lo: float, hi: float, band: Band) -> VerdictKind:
     if band.lo <= lo and hi <= band.hi:
         return "pass"
     return "inconclusive"
+
+
+def withhold_pass(
+    kind: VerdictKind, band: Band, probe: str, label: str, value: float, lo: float, hi: float, remedy: str
+) -> tuple[VerdictKind, str | None]:
+    """``pass`` inside an unmeasured band becomes ``inconclusive``, with a reason that says what the interval ruled
+    out and what it could not; any other verdict (and a pass inside a measured band) is kept (reason ``None``).
+
+    ``label`` is the statistic (``R``, ``D`` or ``R_norm``), ``value [lo, hi]`` its estimate and interval, and
+    ``remedy`` what would measure the spread (e.g. "add a second retrained reference")."""
+    if kind != "pass" or band.spread_measured:
+        return kind, None
+    relative = f" ({lo - 1:+.1%} to {hi - 1:+.1%} recognition against the reference)" if label != "D" else ""
+    return "inconclusive", (
+        f"{probe}: {label} = {value:.3f} [{lo:.3f}, {hi:.3f}] lies inside the margin [{band.lo:.3f}, {band.hi:.3f}] "
+        f"({band.method}). Ruled out: {label} above {hi:.3f} or below {lo:.3f}. Not ruled out: that a value in "
+        f"that interval{relative} differs from honest retraining, because the seed-to-seed spread of retraining "
+        f"is unmeasured; a margin can back a finding, never a pass. To decide, {remedy}."
+    )
 
 
 def combine(probe_verdicts: dict[str, Verdict]) -> Verdict:

@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from .analysis import ProbeAnalysis
+from .commitment import binding
 from .config import AuditConfig
 from .evidence import FlaggedSample
 from .io.models import AuditableModel
 from .io.samples import Samples
 from .policy import Verdict
 from .probes.counts import ProbeCounts
-from .report.json import SCHEMA_VERSION, provenance_files
+from .report.json import AUDIT_LIMITS, SCHEMA_VERSION, provenance_files
 from .screening import ScreeningAnalysis
 from .version import __version__
 
@@ -182,7 +183,8 @@ class AuditResult:
             "sample_evidence": self.sample_evidence,
             "panel": self.panel,
             "config": self.config.to_dict(),
-            "seed": self.config.seed,
+            "seed": self.public_seed,
+            "seed_commitment": self.config.seed_commitment,
             "precision": self.precision,
             "notes": list(self.notes),
             "versions": {"unlearn_audit": __version__, **self.provenance.get("versions", {})},
@@ -194,10 +196,26 @@ class AuditResult:
         out["provenance"] = {
             **self.provenance,
             "tool": {"name": "unlearn-audit", "version": __version__},
-            "seed": self.config.seed,
+            "seed": self.public_seed,
             "files": provenance_files(out),
         }
+        out["binding"] = self.binding(out)
+        out["limits"] = AUDIT_LIMITS
         return out
+
+    @property
+    def public_seed(self) -> int | None:
+        """The seed as the JSON shows it: ``None`` when it is an audit-time secret (``seed_commitment`` stands in)."""
+        return None if self.config.secret_seed else self.config.seed
+
+    def binding(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The verdict bound to the SHA-256 of every input, the policy, the config, the tool and the seed."""
+        files = {role: sha for role, sha in doc["hashes"].items()}
+        for role, record in ((self.panel or {}).get("inputs") or {}).items():
+            if record:
+                files[role] = record.get("sha256") or record.get("content_sha256")
+        seed = {"commitment": self.config.seed_commitment} if self.config.secret_seed else {"value": self.config.seed}
+        return binding(files, jsonable(doc["policy"]), jsonable(doc["config"]), __version__, seed, self.verdict.kind)
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
         text = json.dumps(jsonable(self.to_dict()), indent=indent, sort_keys=False, allow_nan=False) + "\n"

@@ -23,7 +23,7 @@ SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 UPDATE = bool(os.environ.get("UNLEARN_AUDIT_UPDATE_SNAPSHOTS"))
 # A fixed terminal: click wraps help at min(COLUMNS, 80) - 2; no colour in case a renderer would add it.
 TERMINAL = {"COLUMNS": "120", "TERM": "dumb", "NO_COLOR": "1"}
-COMMANDS = ["info", "check", "report", "unlearn", "remediate", "demo"]
+COMMANDS = ["info", "check", "report", "unlearn", "remediate", "demo", "verify-report"]
 
 
 def matches_snapshot(name: str, text: str) -> None:

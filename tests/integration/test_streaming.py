@@ -40,6 +40,7 @@ def test_lazy_and_eager_forget_sets_give_the_same_audit(monkeypatch):
         report["provenance"].pop("time")
         report.pop("forget")
         report["hashes"].pop("forget")
+        report.pop("binding")  # binds the forget set's hash, which differs with the record (as "hashes" does)
         report["provenance"]["files"] = [f for f in report["provenance"]["files"] if f["role"] != "forget"]
         reports.append(json.dumps(report, sort_keys=True))
     assert reports[0] == reports[1]

@@ -134,10 +134,10 @@ LAYERS = [
     ("counts", ["probes"]),
     ("methods and metrics", ["unlearning", "metrics"]),
     ("rendering of documents", ["report"]),
-    ("audit records", ["config", "results", "distributed"]),
+    ("audit records", ["commitment", "config", "results", "distributed"]),
     ("remediation", ["remediation"]),
     ("the flow", ["audit"]),
-    ("front ends", ["demo", "info", ""]),
+    ("front ends", ["demo", "info", "verification", ""]),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``unlearn-audit info | check | report | unlearn | remediate | demo``.
+"""Command line: ``unlearn-audit info | check | report | unlearn | remediate | demo | verify-report``.
 
 Thin on purpose: each command parses its options (the shared ones are declared once, in :mod:`.options`), calls
 the Python API, renders (:mod:`unlearn_audit.render`) and returns an exit code. Exit codes (one table,
@@ -6,7 +6,7 @@ the Python API, renders (:mod:`unlearn_audit.render`) and returns an exit code. 
 
 ====  =====================================================================
 0     pass: consistent with retraining (or a command that succeeded)
-1     finding: residual knowledge or over-unlearning
+1     finding: residual knowledge or over-unlearning (verify-report: a mismatch)
 2     bad input or usage (one-line message naming the file, row or field)
 3     inconclusive: the evidence does not decide
 4     internal error (a bug: please report it with UNLEARN_AUDIT_DEBUG=1 output)
@@ -16,7 +16,7 @@ the Python API, renders (:mod:`unlearn_audit.render`) and returns an exit code. 
 
 from __future__ import annotations
 
-from . import check, demo, info, remediate, report, unlearn
+from . import check, demo, info, remediate, report, unlearn, verify_report
 from .app import (
     EXIT_CODES,
     EXIT_FINDING,
@@ -39,6 +39,7 @@ register(report.report, report.USAGE)
 register(unlearn.unlearn, unlearn.USAGE)
 register(remediate.remediate, remediate.USAGE)
 register(demo.demo, demo.USAGE)
+register(verify_report.verify_report, verify_report.USAGE)
 
 __all__ = [
     "EXIT_CODES",

@@ -36,7 +36,7 @@ USAGE: dict[str, str] = {}
 def register(command: Callable[..., int], usage: str) -> None:
     """Add ``command`` to the app (``--help`` lists commands in the order they are registered)."""
     app.command()(command)
-    USAGE[command.__name__] = usage
+    USAGE[command.__name__.replace("_", "-")] = usage
 
 
 # ----------------------------------------------------------------------------------- failures -> exit codes

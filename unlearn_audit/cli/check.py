@@ -124,7 +124,9 @@ def check(
     report.validate()
     config = probing.config(policy.policy(), metrics.panel)
     dist = current()
-    sources = ModelSources(remote, seed=probing.seed, num_classes=models.num_classes, work_dir=long_runs.work_dir)
+    sources = ModelSources(
+        remote, seed=config.library_seed("remote"), num_classes=models.num_classes, work_dir=long_runs.work_dir
+    )
     with sources, console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
         audit = Audit(
             sources.resolve(model, "model"),

@@ -6,6 +6,7 @@ sample sets), :class:`ProbeSettings` and :class:`RerunSettings` (the audit's con
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +16,7 @@ import typer
 from .. import console
 from ..errors import ConfigError
 from .groups import OptionGroup
-from .parsing import parse_draws, parse_names, parse_taus
+from .parsing import parse_draws, parse_names, parse_seed, parse_taus
 
 if TYPE_CHECKING:
     from ..audit import AuditConfig
@@ -45,6 +46,20 @@ DrawsOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="One seed controls every random choice.")]
+AuditSeedOpt = Annotated[
+    str,
+    typer.Option(
+        "--seed",
+        help="One seed controls every random choice: an integer, or secret (128 bits drawn from the OS, written only to --seed-file; the report carries its commitment).",
+    ),
+]
+SeedFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--seed-file",
+        help="With --seed secret: write the seed here (a new file, mode 0600) for verify-report; keep it from the audited party.",
+    ),
+]
 CountProbesOpt = Annotated[
     str | None, typer.Option("--count-probes", help="Probes that count toward the verdict (default: all run).")
 ]
@@ -190,7 +205,15 @@ class ProbeSettings(OptionGroup):
     taus: TausOpt = None
     probes: ProbesOpt = "gaussian,fgsm,pgd"
     draws: DrawsOpt = None
-    seed: SeedOpt = 0
+    seed: AuditSeedOpt = "0"
+    seed_file: SeedFileOpt = None
+    jitter_taus: Annotated[
+        bool,
+        typer.Option(
+            "--jitter-taus",
+            help="With --seed secret: draw the τ grid from the secret seed, one τ uniformly in each of equal strata of the --taus range (τ = 0 kept).",
+        ),
+    ] = False
     device: DeviceOpt = "auto"
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Rows per model call (default: from a memory budget).")
@@ -206,7 +229,34 @@ class ProbeSettings(OptionGroup):
     ci_method: Annotated[str, typer.Option("--ci-method", help="bca or percentile.")] = "bca"
 
     def config(self, policy: Policy, panel: str) -> AuditConfig:
-        return audit_config(policy=policy, panel=panel, **self.options())
+        """The audit's config. With ``--seed secret`` the seed is drawn and written to ``--seed-file`` here, after
+        every other option was validated and before any work runs."""
+        options = self.options()
+        seed, seed_file = parse_seed(options.pop("seed")), options.pop("seed_file")
+        jitter = options.pop("jitter_taus")
+        if jitter and seed is not None:
+            raise ConfigError(
+                "--jitter-taus draws the τ grid from a secret seed: use it with --seed secret --seed-file"
+            )
+        if seed is None and seed_file is None:
+            raise ConfigError("--seed secret needs --seed-file PATH: the only copy of the seed, for verify-report")
+        if seed is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("--seed secret: not supported under torchrun yet (each process would draw its own seed)")
+        if seed is not None and seed_file is not None:
+            raise ConfigError(f"--seed-file {seed_file}: only with --seed secret (a public seed is in the report)")
+        config = audit_config(policy=policy, panel=panel, seed=seed or 0, **options)
+        if jitter:
+            config.with_jittered_taus()  # a grid it cannot draw from fails here, before a seed file is written
+        if seed is None:
+            from ..commitment import SecretSeed
+
+            secret = SecretSeed.draw()
+            secret.write(seed_file)  # type: ignore[arg-type]
+            console.say(
+                f"secret seed written to {seed_file} (commitment {secret.commitment[:16]}…)", style="dim", markup=False
+            )
+            config = config.with_secret_seed(secret)
+        return config.with_jittered_taus() if jitter else config
 
 
 @dataclass(frozen=True)

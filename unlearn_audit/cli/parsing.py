@@ -46,6 +46,19 @@ def parse_taus(text: str | None) -> tuple[float, ...] | None:
     return tuple(number(item) for item in text.split(",") if item.strip())
 
 
+def parse_seed(text: str) -> int | None:
+    """``--seed``: a non-negative integer, or ``secret`` (None: draw one from the OS at audit time)."""
+    if text.strip().lower() == "secret":
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"--seed {text!r}: give a non-negative integer, or secret (with --seed-file PATH)") from None
+    if value < 0:
+        raise ConfigError(f"--seed {text!r}: give a non-negative integer, or secret (with --seed-file PATH)")
+    return value
+
+
 def parse_draws(values: list[str] | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:
     """``--draws 100 --draws pgd=10`` -> (100, (("pgd", 10),))."""
     default, per_probe = None, []

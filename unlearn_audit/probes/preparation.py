@@ -163,7 +163,7 @@ def choose_precision(
     if not bf16_supported(device):
         return PrecisionDecision("fp32", {}, 0, f"bf16 is not supported on {device.type} here")
     n = min(len(samples), 512)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed & ((1 << 63) - 1))  # a 128-bit secret seed fits after masking
     idx = torch.randperm(len(samples), generator=gen)[:n]
     x = samples.x[idx]
     tau = max(taus)

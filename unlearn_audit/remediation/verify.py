@@ -127,7 +127,7 @@ def remediate(
         raise ConfigError(f"--search: only {', '.join(SEARCH_KNOB)} have a strength knob to search; got {method}")
     if max_trials < 1:
         raise ConfigError(f"max_trials {max_trials}: need at least one trial")
-    seed = audit.config.seed if seed is None else int(seed)
+    seed = audit.config.library_seed("remediation") if seed is None else int(seed)
     started = time.perf_counter()
     device = resolve_device(audit.config.device)
     input_sha = model.meta.sha256 or sha256_state_dict(model)

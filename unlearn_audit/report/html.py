@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
-from .json import SCHEMA_VERSION
+from .json import AUDIT_LIMITS, SCHEMA_VERSION
 
 HEADLINES = {
     "pass": "Pass: the audited model behaves like a model retrained without the forget set.",
@@ -163,7 +163,16 @@ def audit_view(doc: dict[str, Any], prefix: str, thumbs: dict[str, str], thumb_n
         "thumbs": thumbs,
         "thumb_note": thumb_note,
         "panel": _panel(doc.get("panel")),
+        "seed": seed_text(doc),
+        "limits": doc.get("limits") or AUDIT_LIMITS,
     }
+
+
+def seed_text(doc: dict[str, Any]) -> str:
+    """The seed as a report shows it: the number, or the commitment of a secret one (never the secret)."""
+    if doc.get("seed_commitment"):
+        return f"secret (SHA-256 commitment {doc['seed_commitment']}; the auditor's seed file opens it)"
+    return str(doc["provenance"]["seed"])
 
 
 def _environment() -> Any:

@@ -27,6 +27,29 @@ SCHEMA_VERSION = "1.1"
 READABLE = ("1.0", "1.1")
 
 
+AUDIT_LIMITS = {
+    "pass_means": (
+        "pass: near the forget set (under these probes, at these τ, against these retrained references, by this "
+        "policy) the model behaves like a model retrained without the forget set. It is not a proof that the "
+        "data was never used, nor that other probes, other references or other thresholds would agree."
+    ),
+    "cannot_prove": (
+        "No audit of a model's weights or behaviour can prove that data was never used: training with a sample "
+        "and training without it can reach the same weights (forging; Thudi et al. 2022, 'On the necessity of auditable "
+        "algorithmic definitions for machine unlearning'), and an owner who knows the audit can tune a model to "
+        "pass it (Zhang et al., ICML 2024, 'Verification of Machine Unlearning is Fragile'). Proof that data was "
+        "removed needs evidence about the training process itself."
+    ),
+    "findings_mean": (
+        "residual_knowledge or over_unlearning: the model's behaviour near the forget set lies outside what honest "
+        "retrains show, at the stated error rate. That is evidence that the model is not a retrain's equal there; "
+        "it does not name who trained it or how."
+    ),
+}
+"""What an audit can and cannot prove: a fixed text in every report (JSON ``limits``, the HTML and Markdown; the
+renderers fall back to it for reports written before it existed)."""
+
+
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The JSON Schema shipped with the package (also at docs/report-schema.json)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import PANEL_LABELS, PANEL_STRUCTURED, decisive, fmt, fmt_interval, fmt_p, headline
+from .html import PANEL_LABELS, PANEL_STRUCTURED, decisive, fmt, fmt_interval, fmt_p, headline, seed_text
+from .json import AUDIT_LIMITS
 
 MAX_FLAGGED = 10
 
@@ -73,13 +74,19 @@ def _audit(doc: dict[str, Any], level: str = "##") -> list[str]:
         "<details><summary>Provenance</summary>",
         "",
         f"- command: `{prov.get('command')}`",
-        f"- seed {prov['seed']}, device {prov['device']}, {prov['time']['started']} → {prov['time']['finished']}",
+        f"- seed {seed_text(doc)}, device {prov['device']}, {prov['time']['started']} → {prov['time']['finished']}",
         f"- {prov['tool']['name']} {prov['tool']['version']}; "
         + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if k != "unlearn_audit"),
     ]
     for f in prov["files"]:
         lines.append(f"- {f['role']} `{f.get('path') or 'in memory'}`: sha256 `{f.get('sha256') or '—'}`")
+    if doc.get("binding"):
+        lines.append(f"- binding digest `{doc['binding']['digest']}` (verdict, files, policy, config, tool, seed)")
     lines += ["", "</details>", ""]
+    limits = doc.get("limits") or AUDIT_LIMITS
+    lines += ["**What this audit can and cannot prove.**", ""]
+    lines += [f"- {limits[key]}" for key in ("pass_means", "findings_mean", "cannot_prove") if key in limits]
+    lines.append("")
     return lines
 
 
