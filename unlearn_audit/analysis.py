@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .comparisons import Series, band_from, margin_band, null_series, remedy, spread_measured, subject_series
 from .policy import Band, Policy, Verdict, VerdictKind, classify, withhold_pass
 from .stats.bootstrap import bootstrap_weights, interval
 from .stats.intervals import Estimate
@@ -131,72 +132,6 @@ def format_value(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else "n/a"
 
 
-def _band_from(estimates: list[Estimate], floor: float, method: str) -> Band:
-    lo = min(e.lo for e in estimates)
-    hi = max(e.hi for e in estimates)
-    values, measured = tuple(e.value for e in estimates), spread_measured(method)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return Band(float("nan"), float("nan"), method + " (undefined)", values, measured)
-    return Band(min(lo, 1.0 / (1.0 + floor)), max(hi, 1.0 + floor), method, values, measured)
-
-
-def _margin_band(margin: float, method: str) -> Band:
-    return Band(1.0 / (1.0 + margin), 1.0 + margin, method, spread_measured=False)
-
-
-def spread_measured(null_method: str) -> bool:
-    """Only a leave-one-out over K ≥ 2 references measures how far honest retrains spread; a margin guesses it."""
-    return null_method.startswith("leave-one-out")
-
-
-def _remedy(null_method: str) -> str:
-    if "not crafted" in null_method:
-        return "craft the adversarial inputs on the references too (the default)"
-    return "add a second retrained reference (--reference)"
-
-
-@dataclass
-class Series:
-    """Per-sample counts for one 'model under test' against its comparison models on the same rows."""
-
-    u: np.ndarray  # [N, T]
-    v: np.ndarray  # [K, N, T]
-    d: np.ndarray  # [K, N, T]
-
-
-def _check_evaluated(counts: Any, block: int, models: list[int]) -> None:
-    if counts.evaluated is not None and not counts.evaluated[block, models].all():
-        raise RuntimeError(f"{counts.probe}: counts needed for this comparison were not computed")
-
-
-def subject_series(counts: Any, subject: int) -> Series:
-    refs = list(counts.references)
-    a = counts.block(subject)
-    _check_evaluated(counts, a, [subject, *refs])
-    return Series(counts.correct[a, subject], counts.correct[a][refs], counts.disagree[a][refs])
-
-
-def null_series(counts: Any, subject: int) -> tuple[list[Series], str]:
-    """Comparisons that stand for "an honest retrain audited the same way"."""
-    refs = list(counts.references)
-    if len(refs) >= 2:
-        if counts.adversarial and any(k not in counts.crafted_on for k in refs):
-            return [], "fixed margin (adversarial inputs were not crafted on the references)"
-        out = []
-        for k in refs:
-            b = counts.block(k)
-            others = [j for j in refs if j != k]
-            _check_evaluated(counts, b, [k, *others])
-            out.append(Series(counts.correct[b, k], counts.correct[b][others], counts.disagree[b][others]))
-        return out, f"leave-one-out over {len(refs)} references"
-    if len(refs) == 1 and counts.adversarial and refs[0] in counts.crafted_on:
-        b = counts.block(refs[0])
-        _check_evaluated(counts, b, [refs[0], subject])
-        swap = Series(counts.correct[b, refs[0]], counts.correct[b][[subject]], counts.disagree[b][[subject]])
-        return [swap], "swap with the audited model (one reference: seed spread unmeasured, margin added)"
-    return [], "fixed margin (one reference: the seed-to-seed spread of retraining is unmeasured)"
-
-
 def _pooled(series: Series, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return series.u[:, mask].sum(axis=1), series.v.mean(axis=0)[:, mask].sum(axis=1)
 
@@ -263,9 +198,9 @@ def analyse_probe(
                 a_u, a_v = _pooled(s_f, mask)
                 b_u, b_v = _pooled(s_h, mask)
                 ests.append(_ratio_norm(a_u, a_v, b_u, b_v, holdout_weights, weights, h_weights, verdict_level))
-            band_norm = _band_from(ests, floor, null_method)
+            band_norm = band_from(ests, floor, null_method)
         else:
-            band_norm = _margin_band(floor, null_method)
+            band_norm = margin_band(floor, null_method)
         verdict_norm = classify(pooled_norm.lo, pooled_norm.hi, band_norm)
         p = pooled_norm  # R_norm is never a pass inside an unmeasured band either
         verdict_norm, _ = withhold_pass(verdict_norm, band_norm, counts.probe, "R_norm", p.value, p.lo, p.hi, "")
@@ -280,9 +215,9 @@ def analyse_probe(
             m = 1.0 + policy.single_reference_margin
             band = Band(e.lo / m, e.hi * m, null_method, (e.value,), spread_measured=False)
         else:
-            band = _band_from(ests, floor, null_method)
+            band = band_from(ests, floor, null_method)
     else:
-        band = _margin_band(floor, null_method)
+        band = margin_band(floor, null_method)
 
     t_count = int(mask.sum())
     trials = counts.draws * t_count
@@ -317,7 +252,7 @@ def analyse_probe(
             "residual knowledge."
         )
     label, decided = ("R", pooled) if excess is None else ("D", excess)
-    args = (counts.probe, label, decided.value, decided.lo, decided.hi, _remedy(null_method))
+    args = (counts.probe, label, decided.value, decided.lo, decided.hi, remedy(null_method))
     kind, withheld = withhold_pass(kind, band, *args)  # a margin can back a finding, never a pass
     reason = withheld or reason
 
@@ -349,7 +284,7 @@ def analyse_probe(
             TauRow(
                 rows[t],
                 tuple(e.value for e in null_rows[t]),
-                _band_from(null_rows[t], 0.0, null_method) if null_rows[t] else None,
+                band_from(null_rows[t], 0.0, null_method) if null_rows[t] else None,
                 norm_rows[t],
             )
             for t in range(len(taus))

@@ -128,7 +128,7 @@ def _in(*prefixes: str) -> list[str]:
 LAYERS = [
     ("base", ["errors", "version", "progress"]),
     ("numbers", ["stats"]),
-    ("estimates and rules", ["analysis", "screening", "evidence", "policy"]),
+    ("estimates and rules", ["analysis", "comparisons", "screening", "evidence", "policy"]),
     ("torch basics", ["device", "inference", "training"]),
     ("files", ["io"]),
     ("counts", ["probes"]),
@@ -172,9 +172,9 @@ def test_stats_is_pure_numpy_and_scipy():
 def test_estimates_and_verdict_rules_need_no_torch():
     """Counts → estimates → verdict is numpy: analysis, screening and evidence read counts as plain arrays
     (they never import probes), and policy is thresholds and rules."""
-    estimates = _in("analysis", "screening", "evidence", "policy")
+    estimates = _in("analysis", "comparisons", "screening", "evidence", "policy")
     assert not _violations(
-        estimates, ("analysis", "screening", "evidence", "policy", "stats", "errors"), {"numpy", "scipy"}
+        estimates, ("analysis", "comparisons", "screening", "evidence", "policy", "stats", "errors"), {"numpy", "scipy"}
     )
 
 
@@ -187,7 +187,7 @@ def test_io_reads_files_and_knows_nothing_above_it():
 def test_probes_produce_counts_only():
     """probes/ turns models and samples into counts; what the counts mean is decided above it."""
     forbidden = (
-        "analysis", "screening", "evidence", "policy", "config", "results", "audit", "distributed", "metrics",
+        "analysis", "comparisons", "screening", "evidence", "policy", "config", "results", "audit", "distributed", "metrics",
         "remediation", "unlearning", "report", "demo", "info", "console", "cli",
     )  # fmt: skip
     bad = [str(i) for i in imports() if _within(i.importer, "probes") and _within(i.target, *forbidden)]
