@@ -36,7 +36,7 @@ from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
 from .policy import Verdict, combine
 from .probes import ProbeCounts, make_engine, make_probes, probe_label
-from .progress import NULL_PROGRESS, Progress
+from .progress import NULL_PROGRESS, Progress, phase
 from .results import AuditResult, DataRecord, ModelRecord, library_versions
 from .screening import ScreeningAnalysis, analyse_screening
 from .stats.ratio import class_matching_weights
@@ -149,7 +149,8 @@ class Audit:
         target = self._model(model, "model") if model is not None else self.model
         if target is None:
             raise ConfigError("no model to audit: pass it to Audit(...) or to run(model)")
-        return self.run_many({target.meta.name: target})[target.meta.name]
+        with phase(self.progress, f"audit of {target.meta.name}", logger=log):
+            return self.run_many({target.meta.name: target})[target.meta.name]
 
     def remediate(
         self,
@@ -208,7 +209,9 @@ class Audit:
             engine_cfg = dataclasses.replace(engine_cfg, device=hint)
 
         def counts_for(samples: Samples, role: str) -> tuple[Any, dict[str, ProbeCounts]]:
-            engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            with phase(progress, f"preparing models and precision check ({role})", logger=log):
+                engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            log.info("precision %s (%s): %s", engine.precision, role, engine.precision_decision.reason)
             configure_numerics(engine.device, engine.precision)
             out = {}
             for probe in probes:
@@ -275,7 +278,8 @@ class Audit:
                 index, subject, forget_counts, holdout_counts, provenance, precision
             )
         if cfg.panel != "none" and (dist is None or dist.is_main):
-            self._attach_panels(subjects, results, engine_cfg.device, progress)
+            with phase(progress, "standard unlearning panel", logger=log):
+                self._attach_panels(subjects, results, engine_cfg.device, progress)
         return results
 
     def _attach_panels(
@@ -328,39 +332,37 @@ class Audit:
         screening: dict[str, ScreeningAnalysis] = {}
         per_sample: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         descriptions = {probe_label(p): p.describe() for p in make_probes(list(cfg.probes))}
-        subset = [index] + list(
-            range(
-                len(forget_counts[next(iter(forget_counts))].models) - len(self.references),
-                len(forget_counts[next(iter(forget_counts))].models),
-            )
-        )
-        for name, counts in forget_counts.items():
-            mine = _restrict(counts, subset)
-            if self.references:
-                h = _restrict(holdout_counts[name], subset) if name in holdout_counts else None
-                analysis, p_values, uv = analyse_probe(
-                    mine,
-                    0,
-                    policy,
-                    settings,
-                    level,
-                    descriptions[name],
-                    h,
-                    self._holdout_class_weights if h is not None else None,
-                )
-                probes[name] = analysis
-                if analysis.counts_toward_verdict:
-                    per_sample[name] = (p_values, uv)
-            else:
-                screening[name] = analyse_screening(
-                    mine,
-                    _restrict(holdout_counts[name], subset),
-                    self.forget.y.numpy(),
-                    self.holdout.y.numpy(),  # type: ignore[union-attr]
-                    policy,
-                    settings,
-                    level,
-                )
+        n_models = len(next(iter(forget_counts.values())).models)  # the subject, then the references
+        subset = [index, *range(n_models - len(self.references), n_models)]
+        with phase(self.progress, "bootstrap and analysis", len(forget_counts), logger=log) as task:
+            for name, counts in forget_counts.items():
+                mine = _restrict(counts, subset)
+                if self.references:
+                    h = _restrict(holdout_counts[name], subset) if name in holdout_counts else None
+                    analysis, p_values, uv = analyse_probe(
+                        mine,
+                        0,
+                        policy,
+                        settings,
+                        level,
+                        descriptions[name],
+                        h,
+                        self._holdout_class_weights if h is not None else None,
+                    )
+                    probes[name] = analysis
+                    if analysis.counts_toward_verdict:
+                        per_sample[name] = (p_values, uv)
+                else:
+                    screening[name] = analyse_screening(
+                        mine,
+                        _restrict(holdout_counts[name], subset),
+                        self.forget.y.numpy(),
+                        self.holdout.y.numpy(),  # type: ignore[union-attr]
+                        policy,
+                        settings,
+                        level,
+                    )
+                task.advance(1)
         evidence = flag_samples(self.forget.ids, self.forget.y.numpy(), per_sample, policy.fdr)
         if self.references and len(self.references) == 1:
             notes.append(
