@@ -106,6 +106,9 @@ class _RichTask:
 
     def close(self) -> None:
         task = self._owner.bar.tasks[self._owner.index(self._id)]
+        if task.total is None and not task.completed:  # a phase that only held others (audit of X): no stale row
+            self._owner.bar.remove_task(self._id)  # type: ignore[arg-type]
+            return
         if task.total is None:
             self._owner.bar.update(self._id, total=task.completed)  # type: ignore[arg-type]
         self._owner.bar.stop_task(self._id)  # type: ignore[arg-type]

@@ -200,3 +200,20 @@ def test_a_probe_advances_per_batch_not_per_chunk(probe_name):
     assert len(advances) >= 4  # several batches in the one chunk (chunk_size 128 > 60 samples): it moves within
     assert all(0 < step < len(forget) for step in advances)
     assert sum(advances) == pytest.approx(len(forget))
+
+
+def test_terminal_bars_keep_counted_rows_and_drop_rows_that_only_held_others(monkeypatch):
+    import io
+
+    terminal = type(console.stderr)(file=io.StringIO(), force_terminal=True, width=100)  # a rich Console
+    monkeypatch.setattr(console, "stderr", terminal)
+    with console.RichProgress(enabled=True) as progress:
+        with phase(progress, "audit of gd"):  # no total, never advanced: a container of the probe rows
+            task = progress.start("pgd", 10)
+            task.advance(10)
+            task.close()
+        steps = progress.start("rurk", None)  # no total but counted: keeps its row, total = steps done
+        steps.advance(3)
+        steps.close()
+        rows = {t.description: t.total for t in progress.bar.tasks}
+    assert rows == {"pgd": 10, "rurk": 3}
