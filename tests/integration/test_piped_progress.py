@@ -23,7 +23,8 @@ import pytest
 from tests.conftest import DIGITS, KERNEL_ENV, REPO
 
 INTERVAL = 1.0
-SLACK = 6.0  # seconds a loaded machine may add to a gap (scheduling, interpreter shutdown)
+SLACK = 10.0  # seconds a loaded machine may add to a gap: at load 12 on 2 cores a C call holding the GIL (an import)
+# delayed one heartbeat by 6.6 s; the heartbeat itself is timed in tests/unit/test_progress_lines.py
 FIRST_LINE = 10.0  # the bound, counted from the end of the imports
 ANSI = re.compile(r"\x1b[\[\]()]")
 PROGRESS = re.compile(r"^progress \[(\d+\.\ds|\d+:\d\d(:\d\d)?)\] \S.*")
