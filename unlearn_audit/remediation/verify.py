@@ -155,7 +155,8 @@ def remediate(
         """One trial as a phase of its own: its parameters logged as it starts (-v), its outcome as it ends."""
         name = f"remediation trial {len(trials) + 1}" + (f" of at most {max_trials}" if search else "/1")
         chosen = {**hparams, **overrides}
-        given = ", ".join(f"{k}={v}" for k, v in chosen.items()) or "its defaults"
+        given = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
+        given = given or "its defaults"
         log.info("%s: %s with %s (resolved: %s)", name, method, given, resolved_hyperparameters(method, chosen))
         with phase(progress, name, logger=log):
             outcome = run_trial(overrides)
