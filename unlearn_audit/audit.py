@@ -36,7 +36,7 @@ from .io.shapes import check_model_reads, fit_samples
 from .policy import Verdict, combine
 from .probes import ProbeCounts, make_engine, make_probes, probe_label
 from .probes.crafting import plan_crafting
-from .progress import NULL_PROGRESS, Progress
+from .progress import NULL_PROGRESS, Progress, phase
 from .results import AuditResult, DataRecord, ModelRecord, library_versions
 from .screening import ScreeningAnalysis, analyse_screening
 from .stats.ratio import class_matching_weights
@@ -142,7 +142,8 @@ class Audit:
         target = self._model(model, "model") if model is not None else self.model
         if target is None:
             raise ConfigError("no model to audit: pass it to Audit(...) or to run(model)")
-        return self.run_many({target.meta.name: target})[target.meta.name]
+        with phase(self.progress, f"audit of {target.meta.name}", logger=log):
+            return self.run_many({target.meta.name: target})[target.meta.name]
 
     def remediate(
         self,
@@ -204,7 +205,9 @@ class Audit:
         crafting = plan_crafting(subjects, self.references, self.surrogate, probes, self.original or cfg.panel == "all")
 
         def counts_for(samples: Samples, role: str) -> tuple[Any, dict[str, ProbeCounts]]:
-            engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            with phase(progress, f"preparing models and precision check ({role})", logger=log):
+                engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            log.info("precision %s (%s): %s", engine.precision, role, engine.precision_decision.reason)
             configure_numerics(engine.device, engine.precision)
             pick = crafting.runners(engine, everything, make_engine, samples, engine_cfg, len(subjects))
             out = {}
@@ -273,7 +276,8 @@ class Audit:
                 index, subject, forget_counts, holdout_counts, provenance, precision
             )
         if cfg.panel != "none" and (dist is None or dist.is_main):
-            self._attach_panels(subjects, results, engine_cfg.device, progress)
+            with phase(progress, "standard unlearning panel", logger=log):
+                self._attach_panels(subjects, results, engine_cfg.device, progress)
         crafting.annotate(results, subjects, self.references, forget_counts)
         return results
 
@@ -327,34 +331,36 @@ class Audit:
         screening: dict[str, ScreeningAnalysis] = {}
         per_sample: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         descriptions = {probe_label(p): p.describe() for p in make_probes(list(cfg.probes))}
-        for name, counts in forget_counts.items():
-            subset = [index, *range(counts.subjects, len(counts.models))]  # transfer probes leave the surrogate out
-            mine = _restrict(counts, subset)
-            if self.references:
-                h = _restrict(holdout_counts[name], subset) if name in holdout_counts else None
-                analysis, p_values, uv = analyse_probe(
-                    mine,
-                    0,
-                    policy,
-                    settings,
-                    level,
-                    descriptions[name],
-                    h,
-                    self._holdout_class_weights if h is not None else None,
-                )
-                probes[name] = analysis
-                if analysis.counts_toward_verdict:
-                    per_sample[name] = (p_values, uv)
-            else:
-                screening[name] = analyse_screening(
-                    mine,
-                    _restrict(holdout_counts[name], subset),
-                    self.forget.y.numpy(),
-                    self.holdout.y.numpy(),  # type: ignore[union-attr]
-                    policy,
-                    settings,
-                    level,
-                )
+        with phase(self.progress, "bootstrap and analysis", len(forget_counts), logger=log) as task:
+            for name, counts in forget_counts.items():
+                subset = [index, *range(counts.subjects, len(counts.models))]  # transfer probes leave the surrogate out
+                mine = _restrict(counts, subset)
+                if self.references:
+                    h = _restrict(holdout_counts[name], subset) if name in holdout_counts else None
+                    analysis, p_values, uv = analyse_probe(
+                        mine,
+                        0,
+                        policy,
+                        settings,
+                        level,
+                        descriptions[name],
+                        h,
+                        self._holdout_class_weights if h is not None else None,
+                    )
+                    probes[name] = analysis
+                    if analysis.counts_toward_verdict:
+                        per_sample[name] = (p_values, uv)
+                else:
+                    screening[name] = analyse_screening(
+                        mine,
+                        _restrict(holdout_counts[name], subset),
+                        self.forget.y.numpy(),
+                        self.holdout.y.numpy(),  # type: ignore[union-attr]
+                        policy,
+                        settings,
+                        level,
+                    )
+                task.advance(1)
         evidence = flag_samples(self.forget.ids, self.forget.y.numpy(), per_sample, policy.fdr)
         if self.references and len(self.references) == 1:
             notes.append(

@@ -11,6 +11,7 @@ a Markdown report.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from .audit import Audit, AuditConfig, AuditResult
-from .progress import NULL_PROGRESS, Progress
+from .progress import NULL_PROGRESS, Progress, phase
 from .remediation import RemediationResult
 from .report import write_report
+
+log = logging.getLogger(__name__)
 
 SUBJECTS = {"original": "original", "gd": "gd", "ga": "ga", "retrain-1": "retrain-1"}
 REFERENCES = ("retrain-2", "retrain-3", "retrain-4")
@@ -76,7 +79,8 @@ def run_demo(
         progress=progress,
         command=f"unlearn-audit demo --models-dir {models_dir} --out {out}",
     )
-    results = audit.run_many({name: root / f"{file}.safetensors" for name, file in SUBJECTS.items()})
+    with phase(progress, f"audit of {', '.join(SUBJECTS)}", logger=log):
+        results = audit.run_many({name: root / f"{file}.safetensors" for name, file in SUBJECTS.items()})
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, result in results.items():
@@ -92,10 +96,11 @@ def run_demo(
         }
         for name, r in results.items()
     }
-    for name, result in results.items():
-        files[f"{name}-report"] = write_report(result.to_dict(), out / name, ("html", "md"), thumbnails=audit.forget)[
-            "html"
-        ]
+    with phase(progress, "writing the reports", len(results), logger=log) as task:
+        for name, result in results.items():
+            report = write_report(result.to_dict(), out / name, ("html", "md"), thumbnails=audit.forget)
+            files[f"{name}-report"] = report["html"]
+            task.advance(1)
     remediation = None
     if remediate:
         fixer = Audit(

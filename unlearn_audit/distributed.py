@@ -28,7 +28,7 @@ import torch
 
 from .errors import ConfigError
 from .probes import Probe, ProbeCounts
-from .progress import NULL_PROGRESS, Progress
+from .progress import NULL_PROGRESS, Progress, cache_event, phase
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,16 @@ def run_probe(
     shards = [(lo, min(n, lo + shard_size)) for lo in range(0, n, shard_size)]
     rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
     mine = [s for i, s in enumerate(shards) if i % world == rank]
-    task = progress.start(f"{label}", sum(hi - lo for lo, hi in mine))
     template: ProbeCounts | None = None
     pieces: list[tuple[int, int, dict[str, Any]]] = []
-    try:
+    with phase(progress, f"{label}", sum(hi - lo for lo, hi in mine), logger=log) as task:
         for lo, hi in mine:
             path = _shard_path(work_dir, key, label, lo, hi) if work_dir is not None else None
             loaded = _load_shard(path) if path is not None and path.exists() else None
+            if path is not None:
+                cache_event(log, "work directory", loaded is not None, f"{label} counts, samples {lo}-{hi}")
             if loaded is None:
-                counts = engine.run(probe, sample_range=(lo, hi), draws=draws)
+                counts = engine.run(probe, sample_range=(lo, hi), draws=draws, task=task)
                 template = template or counts
                 if path is not None:
                     _save_shard(path, counts, lo, hi)
@@ -145,10 +146,9 @@ def run_probe(
                     "disagree": counts.disagree[:, :, lo:hi],
                     "evaluated": counts.evaluated_mask,
                 }
+            else:
+                task.advance(hi - lo)  # a checkpointed shard: done at once
             pieces.append((lo, hi, loaded))
-            task.advance(hi - lo)
-    finally:
-        task.close()
     if template is None:  # everything came from checkpoints (or this rank had no shard): shapes from a tiny run
         template = engine.run(probe, sample_range=(0, 0), draws=draws)
     correct = np.zeros_like(template.correct)

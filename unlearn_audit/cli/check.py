@@ -14,11 +14,12 @@ from ..render import render_result
 from .groups import OptionGroup, with_option_groups
 from .options import (
     ModelLoading,
+    OutputSettings,
     PolicySettings,
     ProbeSettings,
     ReportOutput,
     SampleLoading,
-    VerboseOpt,
+    load_audit,
     write_json,
 )
 from .remote import ModelSources, RemoteAccess
@@ -111,33 +112,32 @@ def check(
     long_runs: LongRuns,
     metrics: PanelInputs,
     remote: RemoteAccess,
-    verbose: VerboseOpt = False,
+    output: OutputSettings,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
 
     Under torchrun (``torchrun --nproc-per-node N -m unlearn_audit check ...``) the forget set is sharded across
     processes and rank 0 prints and writes the report."""
-    from ..audit import Audit
     from ..distributed import current
 
-    console.configure_logging(verbose)
+    output.configure()
     report.validate()
     config = probing.config(policy.policy(), metrics.panel)
     dist = current()
     sources = ModelSources(
         remote, seed=config.library_seed("remote"), num_classes=models.num_classes, work_dir=long_runs.work_dir
     )
-    with sources, console.RichProgress(enabled=False if dist is not None and not dist.is_main else None) as progress:
-        audit = Audit(
+    with sources, output.progress(enabled=dist is None or dist.is_main) as progress:
+        audit = load_audit(
             sources.resolve(model, "model"),
+            models,
+            samples,
+            progress,
             references=[sources.resolve(r, f"reference-{i}") for i, r in enumerate(reference or [])],
             surrogate=sources.resolve(remote.surrogate, "surrogate") if remote.surrogate else None,
             forget=forget,
             holdout=holdout,
             config=config,
-            progress=progress,
-            model_options=models.options(),
-            sample_options=samples.options(),
             command=command_line(),
             **long_runs.options(),
             **metrics.sets(),

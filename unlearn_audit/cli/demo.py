@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from .. import console
 from ..errors import ConfigError
 from ..render import render_demo, render_demo_intro
 from .app import EXIT_FINDING, EXIT_OK
-from .options import DeviceOpt, VerboseOpt
+from .groups import with_option_groups
+from .options import DeviceOpt, OutputSettings
 
 USAGE = "unlearn-audit demo [--out DIR]"
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -37,20 +37,22 @@ def reference_models_dir(explicit: Path | None = None) -> Path:
     )
 
 
+@with_option_groups
 def demo(
+    *,
     models_dir: ModelsDirOpt = None,
     out: OutOpt = Path("demo-output"),
     device: DeviceOpt = "auto",
-    verbose: VerboseOpt = False,
+    output: OutputSettings,
 ) -> int:
     """Run the whole loop offline on the bundled reference models (about a minute on a laptop CPU)."""
     from ..demo import run_demo
 
-    console.configure_logging(verbose)
+    output.configure()
     root = reference_models_dir(models_dir)
     render_demo_intro()
     started = time.perf_counter()
-    with console.RichProgress() as progress:
+    with output.progress() as progress:
         outcome = run_demo(root, out, device=device, progress=progress)
     render_demo(outcome, out, time.perf_counter() - started)
     return EXIT_OK if outcome.all_as_expected else EXIT_FINDING

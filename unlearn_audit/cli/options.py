@@ -19,7 +19,7 @@ from .groups import OptionGroup
 from .parsing import parse_draws, parse_names, parse_seed, parse_taus
 
 if TYPE_CHECKING:
-    from ..audit import AuditConfig
+    from ..audit import Audit, AuditConfig
     from ..io.models import AuditableModel
     from ..io.samples import Samples
     from ..policy import Policy
@@ -286,6 +286,52 @@ class RerunSettings(OptionGroup):
             seed=self.seed,
             device=device,
             policy=Policy(probes=counted),
+        )
+
+
+# ------------------------------------------------------------------------------------- what a run prints
+@dataclass(frozen=True)
+class OutputSettings(OptionGroup):
+    """What a long command prints while it works (docs/cli.md, "Progress and logs"): ``-v``, ``--quiet`` and
+    ``--progress-interval``."""
+
+    HELP = {
+        "verbose": "Log each phase's start and end with its duration, cache hits, the precision decision and each "
+        "remediation trial."
+    }
+    verbose: VerboseOpt = False
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no info lines: only the result, warnings and errors.")
+    ] = False
+    progress_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--progress-interval",
+            metavar="SECONDS",
+            help="Seconds between progress lines when stderr is not a terminal (a pipe, a file, a CI log); default "
+            "$UNLEARN_AUDIT_PROGRESS_INTERVAL or 10.",
+        ),
+    ] = None
+
+    def configure(self) -> None:
+        """Logging for this run; a contradiction or a bad interval fails here, before any work."""
+        console.configure_logging(self.verbose, self.quiet)
+        console.progress_interval(self.progress_interval)
+
+    def progress(self, *, enabled: bool = True) -> Any:
+        """The progress renderer (a context manager): bars in a terminal, lines in a pipe, nothing with --quiet."""
+        return console.progress_display(quiet=self.quiet, interval=self.progress_interval, enabled=enabled)
+
+
+def load_audit(model: Any, models: ModelLoading, samples: SampleLoading, progress: Any, **settings: Any) -> Audit:
+    """The :class:`~unlearn_audit.audit.Audit` of ``check`` or ``remediate``, its files read as the first phase of
+    the progress display (``loading models and samples``)."""
+    from ..audit import Audit
+    from ..progress import phase
+
+    with phase(progress, "loading models and samples"):
+        return Audit(
+            model, progress=progress, model_options=models.options(), sample_options=samples.options(), **settings
         )
 
 

@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .. import console
 from ..errors import ConfigError
 from ..render import render_remediation
 from .groups import OptionGroup, with_option_groups
 from .options import (
     DeviceOpt,
     ModelLoading,
+    OutputSettings,
     ParamOpt,
     ReportOutput,
     RerunSettings,
     SampleLoading,
-    VerboseOpt,
+    load_audit,
     require_safetensors,
     write_json,
 )
@@ -103,28 +103,18 @@ def remediate(
     models: ModelLoading,
     samples: SampleLoading,
     device: DeviceOpt = "auto",
-    verbose: VerboseOpt = False,
+    output: OutputSettings,
 ) -> int:
     """Remediate MODEL (RURK), re-run the same audit on the result, and save it. Exit 0 success, 1 not, 2 bad input."""
-    from ..audit import Audit
-
-    console.configure_logging(verbose)
+    output.configure()
     require_safetensors(out)
     models.refuse_fixed_program(model, "remediate")
     if not reference:
         raise ConfigError("remediate needs at least one --reference (a model retrained without the forget set)")
     report.validate()
     arguments, config = fixing.arguments(), audit_settings.config(device)
-    with console.RichProgress() as progress:
-        audit = Audit(
-            model,
-            references=reference,
-            forget=forget,
-            config=config,
-            progress=progress,
-            model_options=models.options(),
-            sample_options=samples.options(),
-        )
+    with output.progress() as progress:
+        audit = load_audit(model, models, samples, progress, references=reference, forget=forget, config=config)
         result = audit.remediate(retain=retain, test=test, **arguments)
     digest = save_remediated(result, out)
     render_remediation(result, out, digest)

@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .. import console
 from ..render import render_unlearned
 from .app import EXIT_OK
 from .groups import with_option_groups
-from .options import DeviceOpt, ModelLoading, ParamOpt, SampleLoading, VerboseOpt, require_safetensors
+from .options import DeviceOpt, ModelLoading, OutputSettings, ParamOpt, SampleLoading, require_safetensors
 from .parsing import parse_hparams
 
 USAGE = "unlearn-audit unlearn METHOD MODEL --forget FORGET --retain RETAIN -o OUT.safetensors"
@@ -45,22 +44,25 @@ def unlearn(
     models: ModelLoading,
     samples: SampleLoading,
     device: DeviceOpt = "auto",
-    verbose: VerboseOpt = False,
+    output: OutputSettings,
 ) -> int:
     """Run an unlearning method from the zoo and save the result with its method and hyper-parameters."""
     from ..io.models import save_model
+    from ..progress import phase
     from ..unlearning import method_defaults
     from ..unlearning import unlearn as run_method
 
-    console.configure_logging(verbose)
+    output.configure()
     require_safetensors(out)
     models.refuse_fixed_program(model, "unlearn")
     defaults = method_defaults(method)
     hparams = parse_hparams(param)
-    loaded = models.load(model, device)
-    forget_set, retain_set = samples.load(forget, loaded), samples.load(retain, loaded)
-    with console.RichProgress() as progress:
-        result = run_method(method, loaded, forget_set, retain_set, seed=seed, progress=progress, **hparams)
+    with output.progress() as progress:
+        with phase(progress, "loading models and samples"):
+            loaded = models.load(model, device)
+            forget_set, retain_set = samples.load(forget, loaded), samples.load(retain, loaded)
+        with phase(progress, f"unlearning: {method}"):
+            result = run_method(method, loaded, forget_set, retain_set, seed=seed, progress=progress, **hparams)
     digest = save_model(result, out)
     render_unlearned(method, model, loaded.meta.sha256, out, digest, {**defaults, **hparams}, seed)
     return EXIT_OK

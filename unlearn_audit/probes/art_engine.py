@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..io.models import AuditableModel
 from ..io.samples import Samples
-from ..progress import NULL_PROGRESS, Progress
+from ..progress import NULL_PROGRESS, Progress, ProgressTask
 from .adversarial import FGSMProbe, PGDProbe
 from .autopgd import AutoPGDProbe, art_classifier, require_art
 from .base import ChunkContext, Probe, RowBatch, RowBuffer, random_targets
@@ -178,6 +178,11 @@ class ArtEngine(Engine):
         return self._classifiers[key]
 
     def run(
-        self, probe: Probe, *, sample_range: tuple[int, int] | None = None, draws: int | None = None
+        self,
+        probe: Probe,
+        *,
+        sample_range: tuple[int, int] | None = None,
+        draws: int | None = None,
+        task: ProgressTask | None = None,
     ) -> ProbeCounts:
-        return super().run(_ArtRows(probe, self), sample_range=sample_range, draws=draws)
+        return super().run(_ArtRows(probe, self), sample_range=sample_range, draws=draws, task=task)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -24,7 +24,7 @@ from ..errors import ConfigError, ModelOutputError
 from ..inference import check_logits
 from ..io.models import AuditableModel
 from ..io.samples import Samples
-from ..progress import NULL_PROGRESS, Progress
+from ..progress import NULL_PROGRESS, Progress, ProgressTask
 from .base import ChunkContext, Probe, RowBatch
 from .counts import ProbeCounts
 from .keys import sample_keys, unit_seeds
@@ -209,11 +209,18 @@ class Engine:
         self.crafting = Crafting(prepared)
 
     def run(
-        self, probe: Probe, *, sample_range: tuple[int, int] | None = None, draws: int | None = None
+        self,
+        probe: Probe,
+        *,
+        sample_range: tuple[int, int] | None = None,
+        draws: int | None = None,
+        task: ProgressTask | None = None,
     ) -> ProbeCounts:
         """Counts for ``probe`` over all samples (or the half-open ``sample_range``, zeros elsewhere).
 
         ``draws`` overrides the configured number of draws for this probe (e.g. fewer for costly PGD).
+        Progress advances per batch of rows, in forget samples (fractions of one while a sample's draws are under
+        way): on ``task`` when given (the caller owns it and its total), else on a task of its own.
         """
         check_engine([probe], self.kind)
         cfg = self.config if draws is None else replace(self.config, draws=int(draws))
@@ -242,7 +249,9 @@ class Engine:
             self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial, self.device.type
         )
         label = probe_label(probe)
-        task = self.progress.start(f"{label}", (hi - lo) * len(passes))
+        own = task is None
+        bar = self.progress.start(f"{label}", hi - lo) if task is None else task
+        per_draw = 1.0 / (n_tau * cfg.draws * len(passes))  # one draw's share of a forget sample
         taus_dev = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
         try:
             for start in range(lo, hi, cfg.chunk_size):
@@ -273,14 +282,15 @@ class Engine:
                         stop - start,
                         n_tau,
                         [int(m) for m in np.flatnonzero(evaluated[crafted_on.index(anchors[0])])],
+                        lambda done: bar.advance(done * per_draw),
                     )
                     for j, a in enumerate(anchors):
                         a_pos = crafted_on.index(a)
                         correct[a_pos, :, start:stop] = c_chunk
                         disagree[a_pos, :, start:stop] = d_chunk[j]
-                    task.advance(stop - start)
         finally:
-            task.close()
+            if own:
+                bar.close()
         return ProbeCounts(
             probe=label,
             probe_config={**probe.config(), "adversarial": probe.adversarial, **self.crafting.record(probe)},
@@ -298,7 +308,14 @@ class Engine:
         )
 
     def _count(
-        self, probe: Probe, ctx: ChunkContext, anchors: Sequence[int], n: int, n_tau: int, models: Sequence[int]
+        self,
+        probe: Probe,
+        ctx: ChunkContext,
+        anchors: Sequence[int],
+        n: int,
+        n_tau: int,
+        models: Sequence[int],
+        advance: Callable[[float], None] = lambda draws: None,
     ) -> tuple[np.ndarray, np.ndarray]:
         n_models = len(self.models)
         correct = torch.zeros(n_models, n * n_tau, dtype=torch.long, device=self.device)
@@ -314,6 +331,7 @@ class Engine:
                 for j, a in enumerate(anchors):
                     if a != m:
                         disagree[j, m].index_add_(0, flat, (preds[m] != preds[a]).long() * batch.weight)
+            advance(float(batch.weight.sum()))  # progress per batch (draws done), not per chunk
         if not bool((total == ctx.draws).all()):  # every (sample, τ) must account for exactly `draws` draws
             raise RuntimeError(f"probe {probe.name}: internal draw accounting error")
         return (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,12 +22,14 @@ from ..inference import predict
 from ..io.hashing import sha256_state_dict
 from ..io.models import AuditableModel
 from ..io.samples import Samples
-from ..progress import NULL_PROGRESS, Progress
+from ..progress import NULL_PROGRESS, Progress, format_seconds, milestone, phase
 from .result import RemediationResult
 
 if TYPE_CHECKING:
     from ..config import AuditConfig
     from ..results import AuditResult
+
+log = logging.getLogger(__name__)
 
 SEARCH_KNOB = {"rurk": "lambda_neighbour", "rea": "erase_lr"}
 DEFAULT_MAX_TRIALS = 10
@@ -102,6 +105,17 @@ def _trial_record(
     }
 
 
+def trial_outcome(name: str, trial: dict[str, Any], budget: float) -> str:
+    """One line per finished trial: ``remediation trial 1/1: verdict pass, retain acc 97.10% (drop 0.40 of 2
+    points allowed), ..., success, 31.2s``."""
+    test = f", test acc {100 * trial['test_acc']:.2f}%" if trial["test_acc"] is not None else ""
+    return (
+        f"{name}: verdict {trial['verdict']}, retain acc {100 * trial['retain_acc']:.2f}% (drop "
+        f"{trial['retain_drop_points']:.2f} of {budget:g} points allowed){test}, "
+        f"{'success' if trial['success'] else 'not a success'}, {format_seconds(trial['seconds'])}"
+    )
+
+
 def remediate(
     audit: AuditRunner,
     model: AuditableModel,
@@ -135,8 +149,21 @@ def remediate(
     before = audit.run(model)
     retain_before = accuracy(model, retain)
     test_before = accuracy(model, test) if test is not None else None
+    milestone(log, "before remediation: verdict %s, retain acc %.2f%%", before.verdict.kind, 100 * retain_before)
 
     def attempt(overrides: dict[str, Any]) -> tuple[AuditableModel, AuditResult, dict[str, Any], float, float | None]:
+        """One trial as a phase of its own: its parameters logged as it starts (-v), its outcome as it ends."""
+        name = f"remediation trial {len(trials) + 1}" + (f" of at most {max_trials}" if search else "/1")
+        chosen = {**hparams, **overrides}
+        given = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
+        given = given or "its defaults"
+        log.info("%s: %s with %s (resolved: %s)", name, method, given, resolved_hyperparameters(method, chosen))
+        with phase(progress, name, logger=log):
+            outcome = run_trial(overrides)
+        milestone(log, "%s", trial_outcome(f"{name} ({method}, {given})", trials[-1], budget))
+        return outcome
+
+    def run_trial(overrides: dict[str, Any]) -> tuple[AuditableModel, AuditResult, dict[str, Any], float, float | None]:
         used = {**hparams, **overrides}
         clock = time.perf_counter()
         fixed = unlearn(method, model, audit.forget, retain, seed=seed, device=device, progress=progress, **used)
