@@ -53,11 +53,17 @@ fast: venv
 # CPU kernel sets. Chaotic training rounds differently there, so an assertion that holds only on the machine
 # that built the bundle fails here (docs/testing.md). The demo exits 0 only when every verdict is as expected.
 KERNEL_SETS ?= default avx2
+# Left out here, to keep CI short: the tuned-adversary cases (tests/adversary, 6-14 min a kernel set; their
+# helper measured them under default, avx2 and avx512, docs/methodology.md) and test_audit's three demo tests,
+# which `unlearn-audit demo` below repeats as a whole (it exits non-zero unless every verdict is as expected).
+KERNEL_SKIP ?= --ignore=tests/adversary --deselect tests/integration/test_audit.py::test_four_cases_on_reference_models \
+	--deselect tests/integration/test_audit.py::test_demo_writes_reports \
+	--deselect tests/integration/test_audit.py::test_demo_closes_the_loop_with_remediation
 .PHONY: test-kernels
 test-kernels: venv data
 	@set -e; for cap in $(KERNEL_SETS); do \
 		echo "== ATEN_CPU_CAPABILITY=$$cap: pytest -m training, then the demo"; \
-		ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -m training -q $(PYTEST_ARGS); \
+		ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -m training -q $(KERNEL_SKIP) $(PYTEST_ARGS); \
 		out=$$(mktemp -d); \
 		ATEN_CPU_CAPABILITY=$$cap $(BIN)/unlearn-audit demo --out $$out/demo || { rm -rf $$out; exit 1; }; \
 		rm -rf $$out; \
