@@ -134,7 +134,7 @@ LAYERS = [
     ("counts", ["probes"]),
     ("methods and metrics", ["unlearning", "metrics"]),
     ("rendering of documents", ["report"]),
-    ("audit records", ["config", "results", "distributed"]),
+    ("audit records", ["config", "results", "distributed", "reference_cache"]),
     ("remediation", ["remediation"]),
     ("the flow", ["audit"]),
     ("front ends", ["demo", "info", ""]),

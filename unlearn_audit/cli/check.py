@@ -13,6 +13,7 @@ from .. import console
 from ..render import render_result
 from .groups import OptionGroup, with_option_groups
 from .options import (
+    CacheSettings,
     ModelLoading,
     PolicySettings,
     ProbeSettings,
@@ -101,6 +102,7 @@ def check(
     report: ReportOutput,
     long_runs: LongRuns,
     metrics: PanelInputs,
+    cache: CacheSettings,
     verbose: VerboseOpt = False,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
@@ -125,6 +127,7 @@ def check(
             model_options=models.options(),
             sample_options=samples.options(),
             command=command_line(),
+            cache_dir=cache.setting(),
             **long_runs.options(),
             **metrics.sets(),
         )

@@ -13,7 +13,8 @@ from .. import console
 from ..errors import ConfigError
 from ..render import render_demo, render_demo_intro
 from .app import EXIT_FINDING, EXIT_OK
-from .options import DeviceOpt, VerboseOpt
+from .groups import with_option_groups
+from .options import CacheSettings, DeviceOpt, VerboseOpt
 
 USAGE = "unlearn-audit demo [--out DIR]"
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -37,10 +38,13 @@ def reference_models_dir(explicit: Path | None = None) -> Path:
     )
 
 
+@with_option_groups
 def demo(
     models_dir: ModelsDirOpt = None,
     out: OutOpt = Path("demo-output"),
     device: DeviceOpt = "auto",
+    *,
+    cache: CacheSettings,
     verbose: VerboseOpt = False,
 ) -> int:
     """Run the whole loop offline on the bundled reference models (about a minute on a laptop CPU)."""
@@ -51,6 +55,6 @@ def demo(
     render_demo_intro()
     started = time.perf_counter()
     with console.RichProgress() as progress:
-        outcome = run_demo(root, out, device=device, progress=progress)
+        outcome = run_demo(root, out, device=device, progress=progress, cache_dir=cache.setting())
     render_demo(outcome, out, time.perf_counter() - started)
     return EXIT_OK if outcome.all_as_expected else EXIT_FINDING

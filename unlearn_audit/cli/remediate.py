@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..render import render_remediation
 from .groups import OptionGroup, with_option_groups
 from .options import (
+    CacheSettings,
     DeviceOpt,
     ModelLoading,
     ParamOpt,
@@ -97,6 +98,7 @@ def remediate(
     audit_settings: RerunSettings,
     models: ModelLoading,
     samples: SampleLoading,
+    cache: CacheSettings,
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> int:
@@ -118,6 +120,7 @@ def remediate(
             progress=progress,
             model_options=models.options(),
             sample_options=samples.options(),
+            cache_dir=cache.setting(),
         )
         result = audit.remediate(retain=retain, test=test, **arguments)
     digest = save_remediated(result, out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -37,6 +37,7 @@ from .preparation import (
     prepare_models,
     resolve_channels_last,
 )
+from .reference_side import ReferenceSide, label_dtype
 from .registry import check_engine, probe_label
 
 log = logging.getLogger(__name__)
@@ -153,11 +154,18 @@ class Engine:
         self.keys = sample_keys(samples.ids)
 
     def run(
-        self, probe: Probe, *, sample_range: tuple[int, int] | None = None, draws: int | None = None
+        self,
+        probe: Probe,
+        *,
+        sample_range: tuple[int, int] | None = None,
+        draws: int | None = None,
+        reference_side: ReferenceSide | None = None,
     ) -> ProbeCounts:
         """Counts for ``probe`` over all samples (or the half-open ``sample_range``, zeros elsewhere).
 
         ``draws`` overrides the configured number of draws for this probe (e.g. fewer for costly PGD).
+        ``reference_side`` (from :meth:`reference_side`, for the same samples and settings) supplies the
+        references' share: the references are then not run again, and the counts are the same integers.
         """
         check_engine([probe], self.kind)
         cfg = self.config if draws is None else replace(self.config, draws=int(draws))
@@ -166,11 +174,17 @@ class Engine:
         crafted_on: tuple[int, ...] = tuple(range(self.subjects))
         if probe.adversarial and cfg.craft_on_references:
             crafted_on = tuple(range(n_models))
+        refs = list(range(self.subjects, n_models))
+        if reference_side is not None:
+            self._check_reference_side(reference_side, probe, cfg, refs)
+        stored_blocks = reference_side is not None and probe.adversarial and reference_side.has_blocks
+        stored_predictions = reference_side is not None and not probe.adversarial
         # Random probes share their draws: one pass, every model, disagreement counted against every subject.
         # Adversarial rows crafted on model a only need a itself and the references (and, with a single
         # reference, the subjects too: the swap null compares the reference with the audited model).
         passes = [crafted_on] if not probe.adversarial else [(a,) for a in crafted_on]
-        refs = list(range(self.subjects, n_models))
+        if stored_blocks:
+            passes = [(a,) for a in crafted_on if a < self.subjects]
         evaluated = np.zeros((len(crafted_on), n_models), dtype=bool)
         for j, a in enumerate(crafted_on):
             if not probe.adversarial:
@@ -181,42 +195,27 @@ class Engine:
         correct = np.zeros((len(crafted_on), n_models, n, n_tau), dtype=np.int64)
         disagree = np.zeros_like(correct)
         lo, hi = sample_range or (0, n)
-        batch_size = cfg.batch_size or auto_batch_size(
-            self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial, self.device.type
-        )
+        if stored_blocks:
+            assert reference_side is not None and reference_side.correct is not None
+            assert reference_side.disagree is not None
+            for k, a in enumerate(refs):
+                a_pos = crafted_on.index(a)
+                correct[a_pos][np.ix_(refs, range(lo, hi))] = reference_side.correct[k][:, lo:hi]
+                disagree[a_pos][np.ix_(refs, range(lo, hi))] = reference_side.disagree[k][:, lo:hi]
         label = probe_label(probe)
         task = self.progress.start(f"{label}", (hi - lo) * len(passes))
-        taus_dev = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
         try:
-            for start in range(lo, hi, cfg.chunk_size):
-                stop = min(hi, start + cfg.chunk_size)
-                x = self.samples.x[start:stop].to(self.device)
-                if self.channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = self.samples.y[start:stop].to(self.device)
-                seeds = unit_seeds(cfg.seed, label, self.keys[start:stop], range(n_tau))
+            for start, stop, ctx in self._chunks(probe, cfg, lo, hi):
                 for anchors in passes:
-                    ctx = ChunkContext(
-                        x=x,
-                        y=y,
-                        taus=taus_dev,
-                        unit_seeds=seeds,
-                        draws=cfg.draws,
-                        num_classes=self.num_classes,
-                        bounds=self.samples.bounds,
-                        batch_size=batch_size,
-                        device=self.device,
-                        crafting_model=self.models[anchors[0]].module,
-                        autocast=self.autocast,
-                    )
-                    c_chunk, d_chunk = self._count(
-                        probe,
-                        ctx,
-                        anchors,
-                        stop - start,
-                        n_tau,
-                        [int(m) for m in np.flatnonzero(evaluated[crafted_on.index(anchors[0])])],
-                    )
+                    models = [int(m) for m in np.flatnonzero(evaluated[crafted_on.index(anchors[0])])]
+                    lookup = {}
+                    if stored_predictions:
+                        assert reference_side is not None and reference_side.predictions is not None
+                        table = torch.from_numpy(reference_side.predictions[:, start:stop]).to(self.device).long()
+                        lookup = {m: table[k] for k, m in enumerate(refs)}
+                        models = [m for m in models if m not in lookup]
+                    ctx.crafting_model = self.models[anchors[0]].module
+                    c_chunk, d_chunk = self._count(probe, ctx, anchors, stop - start, n_tau, models, lookup=lookup)
                     for j, a in enumerate(anchors):
                         a_pos = crafted_on.index(a)
                         correct[a_pos, :, start:stop] = c_chunk
@@ -240,19 +239,124 @@ class Engine:
             evaluated=evaluated,
         )
 
+    def reference_side(self, probe: Probe, *, draws: int | None = None) -> ReferenceSide:
+        """The references' share of ``probe``'s counts over all samples (see :mod:`.reference_side`).
+
+        Random probes: every reference's prediction on every draw. Adversarial probes crafted on the
+        references with K >= 2: the blocks of rows crafted on each reference. Otherwise nothing is stored and
+        :meth:`run` computes the reference rows itself."""
+        check_engine([probe], self.kind)
+        cfg = self.config if draws is None else replace(self.config, draws=int(draws))
+        taus = np.asarray(cfg.taus, dtype=np.float64)
+        n, n_tau = len(self.samples), len(taus)
+        refs = list(range(self.subjects, len(self.models)))
+        out = ReferenceSide(probe_label(probe), probe.adversarial, taus, cfg.draws, tuple(self.samples.ids), len(refs))
+        blocks = probe.adversarial and cfg.craft_on_references and len(refs) >= 2
+        if not refs or (probe.adversarial and not blocks):
+            return out
+        passes: list[tuple[int, ...]] = [(a,) for a in refs] if probe.adversarial else [()]
+        task = self.progress.start(f"{probe_label(probe)} (references)", n * len(passes))
+        if not probe.adversarial:
+            predictions = torch.zeros(len(refs), n, n_tau, cfg.draws, dtype=torch.long, device=self.device)
+        else:
+            correct = np.zeros((len(refs), len(refs), n, n_tau), dtype=np.int64)
+            disagree = np.zeros_like(correct)
+        try:
+            for start, stop, ctx in self._chunks(probe, cfg, 0, n):
+                for anchors in passes:
+                    if not probe.adversarial:
+                        record = {m: predictions[k, start:stop] for k, m in enumerate(refs)}
+                        self._count(probe, ctx, anchors, stop - start, n_tau, refs, record=record)
+                    else:
+                        ctx.crafting_model = self.models[anchors[0]].module
+                        c_chunk, d_chunk = self._count(probe, ctx, anchors, stop - start, n_tau, refs)
+                        k = refs.index(anchors[0])
+                        correct[k, :, start:stop] = c_chunk[refs]
+                        disagree[k, :, start:stop] = d_chunk[0][refs]
+                    task.advance(stop - start)
+        finally:
+            task.close()
+        if not probe.adversarial:
+            labels = predictions.cpu().numpy().astype(label_dtype(self.num_classes))
+            return replace(out, predictions=labels)
+        return replace(out, correct=correct, disagree=disagree)
+
+    def _check_reference_side(self, side: ReferenceSide, probe: Probe, cfg: EngineConfig, refs: list[int]) -> None:
+        same = (
+            side.probe == probe_label(probe)
+            and side.draws == cfg.draws
+            and side.references == len(refs)
+            and side.sample_ids == tuple(self.samples.ids)
+            and np.array_equal(side.taus, np.asarray(cfg.taus, dtype=np.float64))
+        )
+        if not same or (not probe.adversarial and side.predictions is None):
+            raise ConfigError(f"{probe_label(probe)}: the stored reference side was computed for other settings")
+
+    def _chunks(self, probe: Probe, cfg: EngineConfig, lo: int, hi: int) -> Iterator[tuple[int, int, ChunkContext]]:
+        """The samples ``lo:hi`` in chunks, each with its context (keyed seeds, batch size, precision)."""
+        batch_size = cfg.batch_size or auto_batch_size(
+            self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial, self.device.type
+        )
+        taus_dev = torch.as_tensor(np.asarray(cfg.taus, dtype=np.float64), dtype=torch.float32, device=self.device)
+        label = probe_label(probe)
+        for start in range(lo, hi, cfg.chunk_size):
+            stop = min(hi, start + cfg.chunk_size)
+            x = self.samples.x[start:stop].to(self.device)
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = self.samples.y[start:stop].to(self.device)
+            seeds = unit_seeds(cfg.seed, label, self.keys[start:stop], range(len(cfg.taus)))
+            yield (
+                start,
+                stop,
+                ChunkContext(
+                    x=x,
+                    y=y,
+                    taus=taus_dev,
+                    unit_seeds=seeds,
+                    draws=cfg.draws,
+                    num_classes=self.num_classes,
+                    bounds=self.samples.bounds,
+                    batch_size=batch_size,
+                    device=self.device,
+                    autocast=self.autocast,
+                ),
+            )
+
     def _count(
-        self, probe: Probe, ctx: ChunkContext, anchors: Sequence[int], n: int, n_tau: int, models: Sequence[int]
+        self,
+        probe: Probe,
+        ctx: ChunkContext,
+        anchors: Sequence[int],
+        n: int,
+        n_tau: int,
+        models: Sequence[int],
+        *,
+        lookup: dict[int, torch.Tensor] | None = None,
+        record: dict[int, torch.Tensor] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Counts of one pass over a chunk's rows. ``models`` are run; ``lookup`` models' labels are read from
+        stored ``[n, T, draws]`` tables and ``record`` tables are filled with the run models' labels (random
+        probes: a row's draws are numbered in the order of the unit's random stream)."""
+        lookup, record = lookup or {}, record or {}
         n_models = len(self.models)
         correct = torch.zeros(n_models, n * n_tau, dtype=torch.long, device=self.device)
         disagree = torch.zeros(len(anchors), n_models, n * n_tau, dtype=torch.long, device=self.device)
         total = torch.zeros(n * n_tau, dtype=torch.long, device=self.device)
-        for batch in probe.rows(ctx):
+        for batch in probe.rows(ctx):  # one model call per run model per batch (the per-batch progress hook)
             preds = self._predict(batch, models)
             flat = batch.sample * n_tau + batch.tau
+            if lookup or record:
+                slots = draw_slots(flat, batch.weight, total, ctx.draws)
+                for m, table in lookup.items():
+                    preds[m] = table.view(-1)[flat * ctx.draws + slots]
+                for m, table in record.items():
+                    positions = torch.repeat_interleave(flat * ctx.draws + slots, batch.weight)
+                    positions += _offsets_within(batch.weight)
+                    table.view(-1)[positions] = torch.repeat_interleave(preds[m], batch.weight)
             truth = ctx.y[batch.sample]
             total.index_add_(0, flat, batch.weight)
-            for m in models:
+            for m in preds:
                 correct[m].index_add_(0, flat, (preds[m] == truth).long() * batch.weight)
                 for j, a in enumerate(anchors):
                     if a != m:
@@ -276,3 +380,29 @@ class Engine:
                 check_logits(logits, self.num_classes, model.name)
                 preds[m] = logits.argmax(1)
         return preds
+
+
+def _offsets_within(weight: torch.Tensor) -> torch.Tensor:
+    """0, 1, ..., w-1 for every row of weight w, concatenated (``repeat_interleave``'s companion)."""
+    ends = torch.cumsum(weight, 0)
+    return torch.arange(int(ends[-1]) if len(ends) else 0, device=weight.device) - torch.repeat_interleave(
+        ends - weight, weight
+    )
+
+
+def draw_slots(flat: torch.Tensor, weight: torch.Tensor, seen: torch.Tensor, draws: int) -> torch.Tensor:
+    """The number of each row's first draw within its (sample, τ) unit: ``seen[unit]`` (draws of earlier
+    batches) plus the weights of the earlier rows of the same unit in this batch. Rows of one unit come in the
+    order of the unit's random stream, so a draw's number does not depend on batching or chunking."""
+    order = torch.argsort(flat, stable=True)
+    units, weights = flat[order], weight[order]
+    before = torch.cumsum(weights, 0) - weights
+    first = torch.ones_like(units, dtype=torch.bool)
+    first[1:] = units[1:] != units[:-1]
+    positions = torch.arange(len(units), device=flat.device)
+    group_start = torch.cummax(torch.where(first, positions, torch.zeros_like(positions)), 0).values
+    slots = torch.empty_like(flat)
+    slots[order] = seen[units] + before - before[group_start]
+    if len(slots) and int((slots + weight).max()) > draws:
+        raise RuntimeError("internal draw accounting error: more rows than draws for a (sample, τ) unit")
+    return slots
