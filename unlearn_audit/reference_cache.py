@@ -37,6 +37,7 @@ from .errors import ConfigError
 from .io.hashing import sha256_state_dict
 from .io.models import AuditableModel
 from .probes import Probe
+from .probes.preparation import preparation_signature
 from .probes.reference_side import ReferenceSide
 from .version import __version__
 
@@ -99,7 +100,7 @@ def reference_key(engine: Any, probe: Probe, label: str, draws: int, references:
         "channels_last": engine.channels_last,
         "fuse_batchnorm": cfg.fuse_batchnorm,
         "compile": cfg.compile,
-        "preparation": getattr(engine, "preparation", None),
+        "preparation": [preparation_signature(m.module) for m in engine.models[engine.subjects :]],
         "num_classes": engine.num_classes,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
