@@ -53,8 +53,8 @@ def default_cache_dir() -> Path:
 
 
 def model_identity(model: AuditableModel) -> dict[str, Any]:
-    """What determines a model's outputs: its weights, its structure (``repr``), the source of its network
-    class where Python can find it, and the normalisation in front of it."""
+    """What determines a model's outputs: its weights (and the hash recorded when it was loaded), its structure
+    (``repr``), the source of its network class where Python can find it, and the normalisation in front of it."""
     net = model.net
     try:
         source = hashlib.sha256(inspect.getsource(type(net)).encode()).hexdigest()
@@ -62,6 +62,7 @@ def model_identity(model: AuditableModel) -> dict[str, Any]:
         source = None
     return {
         "weights": sha256_state_dict(model),
+        "recorded_sha256": model.meta.sha256,  # the file's hash (formats whose weights live outside state_dict)
         "structure": hashlib.sha256(repr(model).encode()).hexdigest(),
         "source": source,
         "mean": model.meta.mean,
