@@ -20,6 +20,7 @@ from unlearn_audit.reference_cache import ReferenceCache, default_cache_dir
 
 REFS = [FMNIST / f"retrain-{i}.safetensors" for i in (2, 3)]
 MODEL = FMNIST / "gd.safetensors"
+ORIGINAL = FMNIST / "original.safetensors"  # the strongest residual of the bundled models
 CONFIG = AuditConfig(
     probes=("gaussian", "fgsm", "pgd"),
     taus=(0.0, 4 / 255, 8 / 255),
@@ -165,9 +166,9 @@ def test_cli_cache_flags(cli, tmp_path):
 def test_stop_at_residual_keeps_the_verdict_and_skips_the_rest():
     """A remediation trial's audit stops after the first counted probe that finds residual knowledge: the verdict
     kind is the full audit's (residual knowledge wins in ``combine``), and the skipped probes are recorded."""
-    audit = _audit(False)
-    full = audit.run(MODEL)
-    quick = audit.run(MODEL, stop_at_residual=True)
+    audit = _audit(False, forget=_forget(200))  # enough samples for the original's residual to be decided
+    full = audit.run(ORIGINAL)
+    quick = audit.run(ORIGINAL, stop_at_residual=True)
     assert full.verdict.kind == quick.verdict.kind == "residual_knowledge"
     assert full.probes["gaussian"].verdict.kind == "residual_knowledge"  # the first probe decides
     assert quick.provenance["stopped_early"] == {"after": "gaussian", "skipped": ["fgsm", "pgd"]}
@@ -180,9 +181,9 @@ def test_stop_at_residual_keeps_the_verdict_and_skips_the_rest():
 
 @pytest.mark.training
 def test_search_trials_reuse_the_reference_side_and_report_a_complete_audit():
-    audit = _audit(False, probes=("gaussian", "fgsm"), draws=3, taus=(0.0, 8 / 255))
+    audit = _audit(False, forget=_forget(200), probes=("gaussian", "fgsm"), draws=3, taus=(0.0, 8 / 255))
     result = audit.remediate(
-        MODEL,
+        ORIGINAL,
         retain=FMNIST / "retain_subset.npz",
         search=True,
         max_steps=3,
