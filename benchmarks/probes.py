@@ -1,6 +1,6 @@
 """Probe-engine benchmark (issue #3): our fused engine against torchattacks and ART looped the obvious way.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probes.py            # writes docs/performance.md
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probes.py            # its section of docs/performance.md
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probes.py --quick    # smoke run, small sizes
 
 The suite is the audit's default: Gaussian, targeted FGSM and targeted PGD-10 (ℓ∞, step 2/255, random start)
@@ -36,9 +36,7 @@ import dataclasses
 import io
 import json
 import os
-import platform
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,12 +46,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.perfdoc import cpu_model, demote, flops_per_row, matmul_peak, write_section  # noqa: E402
 from unlearn_audit import load_samples  # noqa: E402
 from unlearn_audit.io.architectures import build_architecture  # noqa: E402
 from unlearn_audit.io.models import AuditableModel, load_model, wrap_model  # noqa: E402
@@ -102,48 +99,6 @@ def resnet_setting(n: int, workload: dict) -> Setting:
 
 
 # ------------------------------------------------------------------------------------------------ machine
-
-
-def matmul_peak(dtype: torch.dtype, seconds: float = 1.5) -> float:
-    """Best sustained FLOP/s of a 1024x1024 matmul in this process."""
-    a = torch.randn(1024, 1024).to(dtype)
-    b = torch.randn(1024, 1024).to(dtype)
-    torch.mm(a, b)
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(4):
-            torch.mm(a, b)
-        best = max(best, 4 * 2 * 1024**3 / (time.perf_counter() - start))
-    return best
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
-
-
-def flops_per_row(model: torch.nn.Module, shape: tuple[int, ...]) -> tuple[float, float]:
-    """(forward, forward + input-gradient backward) matmul/conv FLOPs per input row."""
-    model = model.eval()
-    x = torch.rand(4, *shape)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    forward = counter.get_total_flops() / 4
-    for p in model.parameters():
-        p.requires_grad_(False)
-    xg = x.clone().requires_grad_(True)
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model(xg), torch.zeros(4, dtype=torch.long)).backward()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return forward, counter.get_total_flops() / 4
 
 
 def naive_flops_per_unit(setting: Setting, probe: str) -> float:
@@ -485,7 +440,7 @@ def write_doc(raw: dict, out: Path) -> None:
         raw.get("peak_samples"),
     )
     doc = doc.replace("<!-- gpu-projection -->", "\n".join(gpu_projection()))
-    out.write_text(doc)
+    write_section(out, "engine", demote(doc))  # the second section: benchmarks/check.py writes the first
 
 
 # Assumed sustained GPU rates for the projection (not measured: no GPU was available). H100/H200-class GPUs

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 """Environment variables that choose CPU kernels (docs/testing.md): imitations of another machine."""
 
 os.environ.setdefault("UNLEARN_AUDIT_NO_PROGRESS", "1")
+# the reference cache (reference_cache.py) defaults to the user's cache folder: tests keep theirs in a temporary one
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="unlearn-audit-test-cache-")
 # intra-op threads change the rounding too: UNLEARN_AUDIT_TEST_THREADS imitates another core count (docs/testing.md)
 torch.set_num_threads(int(os.environ.get("UNLEARN_AUDIT_TEST_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 

@@ -33,10 +33,13 @@ from .evidence import flag_samples, null_flag_mean
 from .io.models import AuditableModel, distinct_names, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
+from .panels import attach_panels
 from .policy import Verdict, combine
 from .probes import ProbeCounts, make_engine, make_probes, probe_label
+from .probes.access import query_only
 from .probes.crafting import plan_crafting
 from .progress import NULL_PROGRESS, Progress, phase
+from .reference_cache import ReferenceCache, model_identity, reference_side_for
 from .results import AuditResult, DataRecord, ModelRecord, library_versions
 from .screening import ScreeningAnalysis, analyse_screening
 from .stats.ratio import class_matching_weights
@@ -73,8 +76,13 @@ class Audit:
         test: SamplesLike | None = None,
         original: ModelLike | None = None,
         surrogate: ModelLike | None = None,
+        cache_dir: str | Path | bool | ReferenceCache | None = None,
     ) -> None:
         self.config = config or AuditConfig()
+        # the reference side (references' predictions and leave-one-out rows), computed once: in memory, and on
+        # disk in cache_dir (None: the user's cache folder; False: memory only). See reference_cache.py.
+        self.reference_cache = ReferenceCache.from_setting(cache_dir)
+        self._reference_identities: list[dict[str, Any]] | None = None
         self.progress = progress
         self.work_dir = Path(work_dir) if work_dir is not None else None
         if shard_size < 1:
@@ -137,13 +145,15 @@ class Audit:
         return fit_samples(loaded, template) if template is not None else loaded  # greyscale <-> RGB, shape check
 
     # ------------------------------------------------------------------------------------------------ running
-    def run(self, model: ModelLike | None = None) -> AuditResult:
-        """Audit ``model`` (default: the one given to the constructor)."""
+    def run(self, model: ModelLike | None = None, *, stop_at_residual: bool = False) -> AuditResult:
+        """Audit ``model`` (default: the constructor's). ``stop_at_residual`` (remediation trials): stop after the
+        first counted probe that finds residual knowledge, the overall verdict whatever the rest show (the skipped
+        probes are listed in ``provenance.stopped_early``)."""
         target = self._model(model, "model") if model is not None else self.model
         if target is None:
             raise ConfigError("no model to audit: pass it to Audit(...) or to run(model)")
         with phase(self.progress, f"audit of {target.meta.name}", logger=log):
-            return self.run_many({target.meta.name: target})[target.meta.name]
+            return self.run_many({target.meta.name: target}, stop_at_residual=stop_at_residual)[target.meta.name]
 
     def remediate(
         self,
@@ -181,8 +191,9 @@ class Audit:
             **hparams,
         )
 
-    def run_many(self, models: Mapping[str, ModelLike]) -> dict[str, AuditResult]:
-        """Audit several models against the same references, sharing draws; results keyed and named by the keys."""
+    def run_many(self, models: Mapping[str, ModelLike], *, stop_at_residual: bool = False) -> dict[str, AuditResult]:
+        """Audit several models against the same references, sharing draws and the reference side; results keyed
+        and named by the keys."""
         started = datetime.now(timezone.utc)
         clock = time.perf_counter()
         subjects = []
@@ -203,52 +214,48 @@ class Audit:
             engine_cfg = dataclasses.replace(engine_cfg, device=hint)
 
         crafting = plan_crafting(subjects, self.references, self.surrogate, probes, self.original or cfg.panel == "all")
+        # served models have no weights to identify them by: their audits keep no reference side (io/remote caches
+        # their answers in the work directory instead)
+        reuse = bool(self.references) and (dist is None or dist.world_size == 1)
+        reuse = reuse and not any(query_only(m) for m in everything)
+        if reuse and self._reference_identities is None:
+            self._reference_identities = [model_identity(r) for r in self.references]
+        cache_records: dict[str, dict[str, Any]] = {}
+        sharding: dict[str, Any] = dict(
+            shard_size=self.shard_size, work_dir=self.work_dir, dist=dist, progress=progress
+        )
 
-        def counts_for(samples: Samples, role: str) -> tuple[Any, dict[str, ProbeCounts]]:
+        def engine_for(samples: Samples, role: str) -> tuple[Any, Any]:
             with phase(progress, f"preparing models and precision check ({role})", logger=log):
-                engine = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
-            log.info("precision %s (%s): %s", engine.precision, role, engine.precision_decision.reason)
-            configure_numerics(engine.device, engine.precision)
-            pick = crafting.runners(engine, everything, make_engine, samples, engine_cfg, len(subjects))
-            out = {}
-            for probe in probes:
-                label = probe_label(probe)
-                runner, models_key = pick(probe)
-                key = distributed.fingerprint(
-                    {
-                        "role": role,
-                        "models": models_key,
-                        "samples": samples.content_sha256,
-                        "ids": samples.ids,
-                        "probe": probe.config(),
-                        "label": label,
-                        "taus": list(cfg.taus),
-                        "draws": cfg.draws_for(label),
-                        "seed": cfg.seed,
-                        "precision": engine.precision,
-                        "craft": cfg.craft_on_references,
-                        "subjects": len(subjects),
-                        "engine": cfg.engine,
-                        "device": engine.device.type,
-                    }
-                )
-                out[label] = distributed.run_probe(
-                    runner,
-                    probe,
-                    label,
-                    cfg.draws_for(label),
-                    shard_size=self.shard_size,
-                    work_dir=self.work_dir,
-                    key=key,
-                    dist=dist,
-                    progress=progress,
-                )
-            return engine, out
+                made = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
+            log.info("precision %s (%s): %s", made.precision, role, made.precision_decision.reason)
+            configure_numerics(made.device, made.precision)
+            return made, crafting.runners(made, everything, make_engine, samples, engine_cfg, len(subjects))
 
-        engine, forget_counts = counts_for(self.forget, "forget")
+        def counts_for(engine: Any, pick: Any, samples: Samples, role: str, probe: Any) -> ProbeCounts:
+            label, draws, side = probe_label(probe), cfg.draws_for(probe_label(probe)), None
+            runner, models_key = pick(probe)
+            if reuse and runner is engine:  # transfer rows (crafted on a surrogate) are not stored
+                side, cache_records[f"{role}/{label}"] = reference_side_for(
+                    self.reference_cache, engine, probe, label, draws, self._reference_identities or []
+                )
+            key = distributed.shard_key(role, models_key, samples, probe, cfg, engine, subjects=len(subjects))
+            return distributed.run_probe(runner, probe, label, draws, key=key, reference_side=side, **sharding)
+
+        engine, pick = engine_for(self.forget, "forget")
+        held = engine_for(self.holdout, "holdout") if self.holdout is not None else None
+        forget_counts: dict[str, ProbeCounts] = {}
         holdout_counts: dict[str, ProbeCounts] = {}
-        if self.holdout is not None:
-            _, holdout_counts = counts_for(self.holdout, "holdout")
+        labels = [probe_label(p) for p in probes]
+        stopped: dict[str, Any] | None = None
+        for probe in probes:
+            label = probe_label(probe)
+            forget_counts[label] = counts_for(engine, pick, self.forget, "forget", probe)
+            if held is not None and self.holdout is not None:
+                holdout_counts[label] = counts_for(*held, self.holdout, "holdout", probe)
+            if stop_at_residual and len(subjects) == 1 and self._residual_on(label, forget_counts, holdout_counts):
+                stopped = {"after": label, "skipped": labels[labels.index(label) + 1 :]}
+                break
         finished = datetime.now(timezone.utc)
         precision = {
             "used": engine.precision,
@@ -269,48 +276,49 @@ class Audit:
                 "finished": finished.isoformat(timespec="seconds"),
                 "seconds": round(time.perf_counter() - clock, 2),
             },
+            "reference_cache": self.reference_cache.record(cache_records) if reuse else None,
         }
+        if stopped is not None and stopped["skipped"]:
+            provenance["stopped_early"] = stopped
         results = {}
         for index, subject in enumerate(subjects):
             results[subject.meta.name] = self._analyse(
-                index, subject, forget_counts, holdout_counts, provenance, precision
+                index, subject, forget_counts, holdout_counts, provenance, precision, labels
             )
         if cfg.panel != "none" and (dist is None or dist.is_main):
             with phase(progress, "standard unlearning panel", logger=log):
-                self._attach_panels(subjects, results, engine_cfg.device, progress)
+                attach_panels(self, subjects, results, engine_cfg.device, progress)
         crafting.annotate(results, subjects, self.references, forget_counts)
         return results
 
-    def _attach_panels(
-        self, subjects: list[AuditableModel], results: dict[str, AuditResult], device: str, progress: Progress
-    ) -> None:
-        """The standard unlearning panel (metrics/panel.py) on every subject, references computed once."""
-        from .metrics import PanelInputs, compute_panels
+    def _level(self, labels: Sequence[str]) -> float:
+        """The per-probe confidence level: Bonferroni over the probes the policy counts among those planned."""
+        policy = self.config.policy
+        return policy.verdict_level(len([name for name in labels if policy.counts_probe(name)]))
 
-        cfg = self.config
-        panels = compute_panels(
-            subjects,
-            PanelInputs(self.forget, self.references, self.retain, self.test, self.original),
-            panel=cfg.panel,
-            seed=cfg.library_seed("panel"),
-            fdr=cfg.policy.fdr,
-            level=cfg.level,
-            device=device,
-            progress=progress,
-            r_tau_flags={name: {f.id for f in r.flagged_samples} for name, r in results.items()},
-            r_tau_calibrated_flags={
-                name: {f.id for f in r.flagged_samples if f.p_calibrated_adjusted <= cfg.policy.fdr}
-                for name, r in results.items()
-            },
-        )  # fixed inference batch: float sums depend on the batch shape, and the JSON must not depend on --batch-size
-        inputs = {
-            "retain": DataRecord.of("retain", self.retain).to_dict() if self.retain is not None else None,
-            "test": DataRecord.of("test", self.test).to_dict() if self.test is not None else None,
-            "original": ModelRecord.of(self.original).to_dict() if self.original is not None else None,
-        }
-        for name, result in results.items():
-            if name in panels:
-                result.panel = panels[name] | {"inputs": inputs}
+    @staticmethod
+    def _subset(index: int, counts: ProbeCounts) -> list[int]:
+        """Model indices of subject ``index`` and the references within ``counts`` (a transfer probe's counts
+        leave a surrogate reference out)."""
+        return [index, *range(counts.subjects, len(counts.models))]
+
+    def _probe_analysis(
+        self, name: str, counts: ProbeCounts, holdout: ProbeCounts | None, subset: list[int], level: float
+    ) -> tuple[ProbeAnalysis, np.ndarray, np.ndarray]:
+        cfg, h = self.config, holdout.restricted(subset) if holdout is not None else None
+        settings = StatsSettings(cfg.bootstrap, cfg.ci_method, cfg.level, cfg.seed)
+        weights, description = self._holdout_class_weights if h is not None else None, make_probes([name])[0].describe()
+        return analyse_probe(counts.restricted(subset), 0, cfg.policy, settings, level, description, h, weights)
+
+    def _residual_on(self, label: str, forget: dict[str, ProbeCounts], holdout: dict[str, ProbeCounts]) -> bool:
+        """Probe ``label`` counts and finds residual knowledge: ``combine`` then says so whatever the rest say."""
+        if not self.references or not self.config.policy.counts_probe(label):
+            return False
+        level = self._level([probe_label(p) for p in make_probes(list(self.config.probes))])
+        found, _, _ = self._probe_analysis(
+            label, forget[label], holdout.get(label), self._subset(0, forget[label]), level
+        )
+        return found.counts_toward_verdict and found.verdict.kind == "residual_knowledge"
 
     def _analyse(
         self,
@@ -320,40 +328,28 @@ class Audit:
         holdout_counts: dict[str, ProbeCounts],
         provenance: dict[str, Any],
         precision: dict[str, Any],
+        planned: Sequence[str],
     ) -> AuditResult:
         cfg = self.config
         policy = cfg.policy
         settings = StatsSettings(cfg.bootstrap, cfg.ci_method, cfg.level, cfg.seed)
-        counted = [name for name in forget_counts if policy.counts_probe(name)]
-        level = policy.verdict_level(len(counted))
+        level = self._level(planned)  # an audit stopped early keeps the level of the probes it planned
         notes: list[str] = []
         probes: dict[str, ProbeAnalysis] = {}
         screening: dict[str, ScreeningAnalysis] = {}
         per_sample: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        descriptions = {probe_label(p): p.describe() for p in make_probes(list(cfg.probes))}
         with phase(self.progress, "bootstrap and analysis", len(forget_counts), logger=log) as task:
             for name, counts in forget_counts.items():
-                subset = [index, *range(counts.subjects, len(counts.models))]  # transfer probes leave the surrogate out
-                mine = _restrict(counts, subset)
+                subset = self._subset(index, counts)
                 if self.references:
-                    h = _restrict(holdout_counts[name], subset) if name in holdout_counts else None
-                    analysis, p_values, uv = analyse_probe(
-                        mine,
-                        0,
-                        policy,
-                        settings,
-                        level,
-                        descriptions[name],
-                        h,
-                        self._holdout_class_weights if h is not None else None,
-                    )
+                    analysis, p_values, uv = self._probe_analysis(name, counts, holdout_counts.get(name), subset, level)
                     probes[name] = analysis
                     if analysis.counts_toward_verdict:
                         per_sample[name] = (p_values, uv)
                 else:
                     screening[name] = analyse_screening(
-                        mine,
-                        _restrict(holdout_counts[name], subset),
+                        counts.restricted(subset),
+                        holdout_counts[name].restricted(subset),
                         self.forget.y.numpy(),
                         self.holdout.y.numpy(),  # type: ignore[union-attr]
                         policy,
@@ -405,6 +401,11 @@ class Audit:
                 "forget samples are distributed like the holdout, it cannot separate forgetting from generalisation, "
                 "and it can only flag residual knowledge, never pass a model. Supply a retrained reference to decide."
             )
+        if "stopped_early" in provenance:
+            skipped = ", ".join(provenance["stopped_early"]["skipped"])
+            notes.append(
+                f"Stopped early (a remediation trial): residual knowledge decided the verdict; not run: {skipped}."
+            )
         if len(self.forget) < policy.min_samples:
             notes.append(f"Only {len(self.forget)} forget samples: verdicts need at least {policy.min_samples}.")
         return AuditResult(
@@ -426,23 +427,5 @@ class Audit:
             provenance=provenance,
             precision=precision,
             notes=notes,
-            counts={n: _restrict(c, [index, *range(c.subjects, len(c.models))]) for n, c in forget_counts.items()},
+            counts={n: c.restricted(self._subset(index, c)) for n, c in forget_counts.items()},
         )
-
-
-def _restrict(counts: ProbeCounts, keep: list[int]) -> ProbeCounts:
-    """The counts as if only models ``keep`` (subject first, then the references) had been run."""
-    anchors = [counts.crafted_on.index(m) for m in keep if m in counts.crafted_on]
-    crafted = tuple(keep.index(m) for m in keep if m in counts.crafted_on)
-    if not counts.adversarial:
-        anchors = [counts.crafted_on.index(keep[0])]
-        crafted = (0,)
-    return dataclasses.replace(
-        counts,
-        models=tuple(counts.models[m] for m in keep),
-        crafted_on=crafted,
-        correct=counts.correct[anchors][:, keep],
-        disagree=counts.disagree[anchors][:, keep],
-        evaluated=None if counts.evaluated is None else counts.evaluated[anchors][:, keep],
-        subjects=1,
-    )

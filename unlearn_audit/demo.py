@@ -69,6 +69,7 @@ def run_demo(
     progress: Progress = NULL_PROGRESS,
     config: AuditConfig = DEMO_CONFIG,
     remediate: bool = True,
+    cache_dir: str | Path | bool | None = None,
 ) -> DemoOutcome:
     root = models_dir / "fmnist-small"
     cfg = AuditConfig(**{**config.__dict__, "device": device})
@@ -78,6 +79,7 @@ def run_demo(
         config=cfg,
         progress=progress,
         command=f"unlearn-audit demo --models-dir {models_dir} --out {out}",
+        cache_dir=cache_dir,
     )
     with phase(progress, f"audit of {', '.join(SUBJECTS)}", logger=log):
         results = audit.run_many({name: root / f"{file}.safetensors" for name, file in SUBJECTS.items()})
@@ -109,6 +111,7 @@ def run_demo(
             config=AuditConfig(**{**REMEDIATION_CONFIG.__dict__, "device": device}),
             progress=progress,
             command=f"unlearn-audit demo --models-dir {models_dir} --out {out}",
+            cache_dir=audit.reference_cache,  # one store: the remediation's audits reuse the references' side
         )
         remediation = fixer.remediate(
             root / f"{REMEDIATION_SUBJECT}.safetensors",

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .probes import Probe, ProbeCounts
+from .probes import Probe, ProbeCounts, probe_label
+from .probes.reference_side import ReferenceSide
 from .progress import NULL_PROGRESS, Progress, cache_event, phase
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,32 @@ def local_device_hint() -> str | None:
 
 def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def shard_key(
+    role: str, models: list[str | None], samples: Any, probe: Probe, config: Any, engine: Any, *, subjects: int
+) -> str:
+    """The fingerprint of one probe's counts on one sample set: every input that determines them (``models``: the
+    identities of the models that run it, e.g. their sha256, and the surrogate of a transfer probe)."""
+    label = probe_label(probe)
+    return fingerprint(
+        {
+            "role": role,
+            "models": list(models),
+            "samples": samples.content_sha256,
+            "ids": samples.ids,
+            "probe": probe.config(),
+            "label": label,
+            "taus": list(config.taus),
+            "draws": config.draws_for(label),
+            "seed": config.seed,
+            "precision": engine.precision,
+            "craft": config.craft_on_references,
+            "subjects": subjects,
+            "engine": config.engine,
+            "device": engine.device.type,
+        }
+    )
 
 
 def _shard_path(work_dir: Path, key: str, label: str, lo: int, hi: int) -> Path:
@@ -120,8 +147,10 @@ def run_probe(
     key: str,
     dist: DistContext | None,
     progress: Progress = NULL_PROGRESS,
+    reference_side: ReferenceSide | None = None,
 ) -> ProbeCounts:
-    """Counts for ``probe`` over the whole set, computed shard by shard (see the module docstring)."""
+    """Counts for ``probe`` over the whole set, computed shard by shard (see the module docstring); with
+    ``reference_side`` the references' share is taken from it instead of being computed again."""
     if shard_size < 1:
         raise ConfigError(f"--shard-size {shard_size}: must be positive")
     n = len(engine.samples)
@@ -137,7 +166,7 @@ def run_probe(
             if path is not None:
                 cache_event(log, "work directory", loaded is not None, f"{label} counts, samples {lo}-{hi}")
             if loaded is None:
-                counts = engine.run(probe, sample_range=(lo, hi), draws=draws, task=task)
+                counts = engine.run(probe, sample_range=(lo, hi), draws=draws, reference_side=reference_side, task=task)
                 template = template or counts
                 if path is not None:
                     _save_shard(path, counts, lo, hi)
@@ -150,7 +179,7 @@ def run_probe(
                 task.advance(hi - lo)  # a checkpointed shard: done at once
             pieces.append((lo, hi, loaded))
     if template is None:  # everything came from checkpoints (or this rank had no shard): shapes from a tiny run
-        template = engine.run(probe, sample_range=(0, 0), draws=draws)
+        template = engine.run(probe, sample_range=(0, 0), draws=draws, reference_side=reference_side)
     correct = np.zeros_like(template.correct)
     disagree = np.zeros_like(template.disagree)
     evaluated = template.evaluated_mask.copy()

@@ -260,10 +260,36 @@ def library_versions() -> dict[str, str]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:  # pragma: no cover
             pass
-    try:
-        import torchvision
-
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    version = _torchvision_version()
+    if version is not None:
+        versions["torchvision"] = version
     return versions
+
+
+def _torchvision_version() -> str | None:
+    """torchvision's ``__version__`` (with its build tag, e.g. ``+cu130``) without importing it when it is not
+    loaded yet: the import costs seconds (it pulls in torch._dynamo), a noticeable share of a small ``check``."""
+    import sys
+
+    if "torchvision" in sys.modules:
+        return str(sys.modules["torchvision"].__version__)
+    import importlib.util
+    import re
+    from importlib import metadata
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or []:
+        try:
+            found = re.search(
+                r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", (Path(folder) / "version.py").read_text(), re.M
+            )
+        except OSError:
+            continue
+        if found:
+            return found.group(1)
+    try:
+        return metadata.version("torchvision")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return None

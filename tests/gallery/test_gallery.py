@@ -65,7 +65,7 @@ def test_info_infers_the_input_and_matches_the_explicit_shape(gallery, cli, tmp_
 @pytest.mark.parametrize("name", NAMES)
 def test_check_equals_the_audit_with_an_explicit_input_shape(gallery, cli, tmp_path, name, colour):
     case = gallery[name]
-    common = ["check", case.model, "--forget", case.forget[colour], *_loading(case), *QUICK_CHECK]
+    common = ["check", case.model, "--forget", case.forget[colour], *_loading(case), *QUICK_CHECK, "--no-cache"]
     for reference in case.references:
         common += ["--reference", reference]
     inferred = cli(*common, "--json", tmp_path / "inferred.json")

@@ -55,7 +55,8 @@ def test_demo_closes_the_loop_with_remediation(demo_outcome):
 
 def _small_audit(**overrides) -> Audit:
     config = AuditConfig(**{**SMALL.__dict__, **overrides})
-    return Audit(references=REFS[:2], forget=_forget_subset(), config=config, command="test")
+    # no disk cache: each audit computes its reference side (tests/integration/test_reference_cache.py tests reuse)
+    return Audit(references=REFS[:2], forget=_forget_subset(), config=config, command="test", cache_dir=False)
 
 
 def _forget_subset(n: int = 120):
@@ -66,6 +67,7 @@ def _forget_subset(n: int = 120):
 def _strip_time(report: dict) -> dict:
     report = json.loads(json.dumps(report))
     report["provenance"].pop("time")
+    report["provenance"].pop("reference_cache")  # its keys name the batch size (the cache is conservative)
     return report
 
 

@@ -134,7 +134,7 @@ LAYERS = [
     ("counts", ["probes"]),
     ("methods and metrics", ["unlearning", "metrics"]),
     ("rendering of documents", ["report"]),
-    ("audit records", ["commitment", "config", "results", "distributed"]),
+    ("audit records", ["commitment", "config", "results", "distributed", "reference_cache", "panels"]),
     ("remediation", ["remediation"]),
     ("the flow", ["audit"]),
     ("front ends", ["demo", "info", "verification", ""]),

@@ -13,6 +13,7 @@ from .. import console
 from ..render import render_result
 from .groups import OptionGroup, with_option_groups
 from .options import (
+    CacheSettings,
     ModelLoading,
     OutputSettings,
     PolicySettings,
@@ -113,6 +114,7 @@ def check(
     metrics: PanelInputs,
     remote: RemoteAccess,
     output: OutputSettings,
+    cache: CacheSettings,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
 
@@ -139,6 +141,7 @@ def check(
             holdout=holdout,
             config=config,
             command=command_line(),
+            cache_dir=cache.setting(),
             **long_runs.options(),
             **metrics.sets(),
         )

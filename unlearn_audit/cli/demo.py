@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..render import render_demo, render_demo_intro
 from .app import EXIT_FINDING, EXIT_OK
 from .groups import with_option_groups
-from .options import DeviceOpt, OutputSettings
+from .options import CacheSettings, DeviceOpt, OutputSettings
 
 USAGE = "unlearn-audit demo [--out DIR]"
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -44,6 +44,7 @@ def demo(
     out: OutOpt = Path("demo-output"),
     device: DeviceOpt = "auto",
     output: OutputSettings,
+    cache: CacheSettings,
 ) -> int:
     """Run the whole loop offline on the bundled reference models (about a minute on a laptop CPU)."""
     from ..demo import run_demo
@@ -53,6 +54,6 @@ def demo(
     render_demo_intro()
     started = time.perf_counter()
     with output.progress() as progress:
-        outcome = run_demo(root, out, device=device, progress=progress)
+        outcome = run_demo(root, out, device=device, progress=progress, cache_dir=cache.setting())
     render_demo(outcome, out, time.perf_counter() - started)
     return EXIT_OK if outcome.all_as_expected else EXIT_FINDING

@@ -335,6 +335,29 @@ def load_audit(model: Any, models: ModelLoading, samples: SampleLoading, progres
         )
 
 
+# ------------------------------------------------------------------------------------------ reference cache
+@dataclass(frozen=True)
+class CacheSettings(OptionGroup):
+    """Where the reference side of an audit (the references' predictions and leave-one-out rows) is kept
+    between runs (docs/performance.md). ``setting()`` is :class:`~unlearn_audit.audit.Audit`'s ``cache_dir``."""
+
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Reuse the references' side of the audit across runs from this folder (default: ~/.cache/unlearn-audit).",
+        ),
+    ] = None
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the reference cache (each process computes it).")
+    ] = False
+
+    def setting(self) -> Path | bool | None:
+        if self.no_cache and self.cache_dir is not None:
+            raise ConfigError("--cache-dir and --no-cache contradict each other; give one of them")
+        return False if self.no_cache else self.cache_dir
+
+
 # ------------------------------------------------------------------------------------------------ reports
 @dataclass(frozen=True)
 class ReportOutput(OptionGroup):

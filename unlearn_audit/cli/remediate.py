@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..render import render_remediation
 from .groups import OptionGroup, with_option_groups
 from .options import (
+    CacheSettings,
     DeviceOpt,
     ModelLoading,
     OutputSettings,
@@ -102,6 +103,7 @@ def remediate(
     audit_settings: RerunSettings,
     models: ModelLoading,
     samples: SampleLoading,
+    cache: CacheSettings,
     device: DeviceOpt = "auto",
     output: OutputSettings,
 ) -> int:
@@ -114,7 +116,16 @@ def remediate(
     report.validate()
     arguments, config = fixing.arguments(), audit_settings.config(device)
     with output.progress() as progress:
-        audit = load_audit(model, models, samples, progress, references=reference, forget=forget, config=config)
+        audit = load_audit(
+            model,
+            models,
+            samples,
+            progress,
+            references=reference,
+            forget=forget,
+            config=config,
+            cache_dir=cache.setting(),
+        )
         result = audit.remediate(retain=retain, test=test, **arguments)
     digest = save_remediated(result, out)
     render_remediation(result, out, digest)

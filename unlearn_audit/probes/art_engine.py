@@ -41,6 +41,7 @@ from .counts import ProbeCounts
 from .engine import Engine, EngineConfig
 from .keys import generator_for
 from .preparation import PrecisionDecision
+from .reference_side import ReferenceSide
 
 
 class _ArtRows(Probe):
@@ -183,6 +184,12 @@ class ArtEngine(Engine):
         *,
         sample_range: tuple[int, int] | None = None,
         draws: int | None = None,
+        reference_side: ReferenceSide | None = None,
         task: ProgressTask | None = None,
     ) -> ProbeCounts:
-        return super().run(_ArtRows(probe, self), sample_range=sample_range, draws=draws, task=task)
+        return super().run(
+            _ArtRows(probe, self), sample_range=sample_range, draws=draws, reference_side=reference_side, task=task
+        )
+
+    def reference_side(self, probe: Probe, *, draws: int | None = None) -> ReferenceSide:
+        return super().reference_side(_ArtRows(probe, self), draws=draws)

@@ -93,5 +93,22 @@ class ProbeCounts:
             evaluated=np.logical_and(self.evaluated_mask, other.evaluated_mask),
         )
 
+    def restricted(self, keep: list[int]) -> ProbeCounts:
+        """The counts as if only models ``keep`` (one subject first, then the references) had been run."""
+        anchors = [self.crafted_on.index(m) for m in keep if m in self.crafted_on]
+        crafted = tuple(keep.index(m) for m in keep if m in self.crafted_on)
+        if not self.adversarial:
+            anchors = [self.crafted_on.index(keep[0])]
+            crafted = (0,)
+        return replace(
+            self,
+            models=tuple(self.models[m] for m in keep),
+            crafted_on=crafted,
+            correct=self.correct[anchors][:, keep],
+            disagree=self.disagree[anchors][:, keep],
+            evaluated=None if self.evaluated is None else self.evaluated[anchors][:, keep],
+            subjects=1,
+        )
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"correct": self.correct, "disagree": self.disagree, "taus": self.taus, "labels": self.labels}

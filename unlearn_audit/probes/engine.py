@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -25,6 +25,7 @@ from ..inference import check_logits
 from ..io.models import AuditableModel
 from ..io.samples import Samples
 from ..progress import NULL_PROGRESS, Progress, ProgressTask
+from .access import Crafting, query_only
 from .base import ChunkContext, Probe, RowBatch
 from .counts import ProbeCounts
 from .keys import sample_keys, unit_seeds
@@ -37,6 +38,7 @@ from .preparation import (
     prepare_models,
     resolve_channels_last,
 )
+from .reference_side import ReferenceSide, draw_slots, label_dtype, offsets_within
 from .registry import check_engine, probe_label
 
 log = logging.getLogger(__name__)
@@ -78,47 +80,6 @@ class EngineConfig:
             raise ConfigError(f"--precision {self.precision!r}: use auto, fp32, bf16 or fp16")
         if self.engine not in ("fused", "art"):
             raise ConfigError(f"--engine {self.engine!r}: use fused or art")
-
-
-Access = Literal["white-box", "transfer", "query-based", "predictions-only"]
-
-
-@dataclass(frozen=True)
-class Crafting:
-    """Who crafts an adversarial probe's rows: the anchors of :class:`~unlearn_audit.probes.counts.ProbeCounts`.
-
-    ``white-box`` (no surrogate, the default): every anchor crafts its own rows, the audited model and, for the
-    null band, each reference, and the other models see them. ``transfer`` (a surrogate): one model outside the
-    compared ones crafts every row, and the audited model and every reference see the same rows, so the counts
-    have the shape of a random probe's and the null band is built the same way (leave-one-out over the
-    references). Random probes never craft: their access is ``predictions-only``.
-    """
-
-    surrogate: PreparedModel | None = None
-
-    def access(self, probe: Probe) -> Access:
-        if not probe.adversarial:
-            return "predictions-only"
-        if probe.query_based:  # crafted by querying each anchor itself: per anchor, like white-box
-            return "query-based"
-        return "white-box" if self.surrogate is None else "transfer"
-
-    def crafter(self, probe: Probe, anchor: PreparedModel) -> PreparedModel:
-        """The model whose gradients (or answers) craft the rows anchored at ``anchor``."""
-        return self.surrogate if self.surrogate is not None and self.access(probe) == "transfer" else anchor
-
-    def record(self, probe: Probe) -> dict[str, str]:
-        """What the counts' ``probe_config`` says about the crafting (the JSON's ``access``)."""
-        access = self.access(probe)
-        return {
-            "access": access,
-            **({"surrogate": self.surrogate.name} if access == "transfer" and self.surrogate else {}),
-        }
-
-
-def query_only(model: AuditableModel) -> bool:
-    """A model the engine can only query (a served model, io/remote): no gradients, its own precision."""
-    return bool(getattr(getattr(model, "net", model), "query_only", False))
 
 
 CPU_MAX_ROWS = 256
@@ -214,11 +175,14 @@ class Engine:
         *,
         sample_range: tuple[int, int] | None = None,
         draws: int | None = None,
+        reference_side: ReferenceSide | None = None,
         task: ProgressTask | None = None,
     ) -> ProbeCounts:
         """Counts for ``probe`` over all samples (or the half-open ``sample_range``, zeros elsewhere).
 
         ``draws`` overrides the configured number of draws for this probe (e.g. fewer for costly PGD).
+        ``reference_side`` (from :meth:`reference_side`, for the same samples and settings) supplies the
+        references' share: the references are then not run again, and the counts are the same integers.
         Progress advances per batch of rows, in forget samples (fractions of one while a sample's draws are under
         way): on ``task`` when given (the caller owns it and its total), else on a task of its own.
         """
@@ -226,15 +190,24 @@ class Engine:
         cfg = self.config if draws is None else replace(self.config, draws=int(draws))
         taus = np.asarray(cfg.taus, dtype=np.float64)
         n, n_tau, n_models = len(self.samples), len(taus), len(self.models)
-        shared = self.crafting.access(probe) in ("transfer", "predictions-only")  # the same rows for every model
+        access = self.crafting.access(probe)
+        shared = access in ("transfer", "predictions-only")  # the same rows for every model
         crafted_on: tuple[int, ...] = tuple(range(self.subjects))
         if not shared and cfg.craft_on_references:
             crafted_on = tuple(range(n_models))
+        refs = list(range(self.subjects, n_models))
+        if not self.stores_reference_side(probe):
+            reference_side = None  # transfer and query-based rows are not stored (their crafter is not a reference)
+        if reference_side is not None:
+            self._check_reference_side(reference_side, probe, cfg, refs)
+        stored_blocks = reference_side is not None and access == "white-box" and reference_side.has_blocks
+        stored_predictions = reference_side is not None and access == "predictions-only"
         # Random and transfer probes share their rows: one pass, every model, disagreement counted against every
         # subject. White-box rows crafted on model a only need a itself and the references (and, with a single
         # reference, the subjects too: the swap null compares the reference with the audited model).
         passes = [crafted_on] if shared else [(a,) for a in crafted_on]
-        refs = list(range(self.subjects, n_models))
+        if stored_blocks:
+            passes = [(a,) for a in crafted_on if a < self.subjects]
         evaluated = np.zeros((len(crafted_on), n_models), dtype=bool)
         for j, a in enumerate(crafted_on):
             if shared:
@@ -245,44 +218,37 @@ class Engine:
         correct = np.zeros((len(crafted_on), n_models, n, n_tau), dtype=np.int64)
         disagree = np.zeros_like(correct)
         lo, hi = sample_range or (0, n)
-        batch_size = cfg.batch_size or auto_batch_size(
-            self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial, self.device.type
-        )
+        if stored_blocks:
+            assert reference_side is not None and reference_side.correct is not None
+            assert reference_side.disagree is not None
+            for k, a in enumerate(refs):
+                a_pos = crafted_on.index(a)
+                correct[a_pos][np.ix_(refs, range(lo, hi))] = reference_side.correct[k][:, lo:hi]
+                disagree[a_pos][np.ix_(refs, range(lo, hi))] = reference_side.disagree[k][:, lo:hi]
         label = probe_label(probe)
         own = task is None
         bar = self.progress.start(f"{label}", hi - lo) if task is None else task
-        per_draw = 1.0 / (n_tau * cfg.draws * len(passes))  # one draw's share of a forget sample
-        taus_dev = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
+        per_draw = 1.0 / (n_tau * cfg.draws * max(len(passes), 1))  # one draw's share of a forget sample
         try:
-            for start in range(lo, hi, cfg.chunk_size):
-                stop = min(hi, start + cfg.chunk_size)
-                x = self.samples.x[start:stop].to(self.device)
-                if self.channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = self.samples.y[start:stop].to(self.device)
-                seeds = unit_seeds(cfg.seed, label, self.keys[start:stop], range(n_tau))
+            for start, stop, ctx in self._chunks(probe, cfg, lo, hi):
                 for anchors in passes:
-                    ctx = ChunkContext(
-                        x=x,
-                        y=y,
-                        taus=taus_dev,
-                        unit_seeds=seeds,
-                        draws=cfg.draws,
-                        num_classes=self.num_classes,
-                        bounds=self.samples.bounds,
-                        batch_size=batch_size,
-                        device=self.device,
-                        crafting_model=self.crafting.crafter(probe, self.models[anchors[0]]).module,
-                        autocast=self.autocast,
-                    )
+                    models = [int(m) for m in np.flatnonzero(evaluated[crafted_on.index(anchors[0])])]
+                    lookup = {}
+                    if stored_predictions:
+                        assert reference_side is not None and reference_side.predictions is not None
+                        table = torch.from_numpy(reference_side.predictions[:, start:stop]).to(self.device).long()
+                        lookup = {m: table[k] for k, m in enumerate(refs)}
+                        models = [m for m in models if m not in lookup]
+                    ctx.crafting_model = self.crafting.crafter(probe, self.models[anchors[0]]).module
                     c_chunk, d_chunk = self._count(
                         probe,
                         ctx,
                         anchors,
                         stop - start,
                         n_tau,
-                        [int(m) for m in np.flatnonzero(evaluated[crafted_on.index(anchors[0])])],
-                        lambda done: bar.advance(done * per_draw),
+                        models,
+                        lookup=lookup,
+                        advance=lambda done: bar.advance(done * per_draw),
                     )
                     for j, a in enumerate(anchors):
                         a_pos = crafted_on.index(a)
@@ -307,6 +273,99 @@ class Engine:
             evaluated=evaluated,
         )
 
+    def reference_side(self, probe: Probe, *, draws: int | None = None) -> ReferenceSide:
+        """The references' share of ``probe``'s counts over all samples (see :mod:`.reference_side`).
+
+        Random probes: every reference's prediction on every draw. Adversarial probes crafted on the
+        references with K >= 2: the blocks of rows crafted on each reference. Otherwise nothing is stored and
+        :meth:`run` computes the reference rows itself."""
+        check_engine([probe], self.kind)
+        cfg = self.config if draws is None else replace(self.config, draws=int(draws))
+        taus = np.asarray(cfg.taus, dtype=np.float64)
+        n, n_tau = len(self.samples), len(taus)
+        refs = list(range(self.subjects, len(self.models)))
+        out = ReferenceSide(probe_label(probe), probe.adversarial, taus, cfg.draws, tuple(self.samples.ids), len(refs))
+        blocks = probe.adversarial and cfg.craft_on_references and len(refs) >= 2
+        if not refs or not self.stores_reference_side(probe) or (probe.adversarial and not blocks):
+            return out
+        passes: list[tuple[int, ...]] = [(a,) for a in refs] if probe.adversarial else [()]
+        task = self.progress.start(f"{probe_label(probe)} (references)", n)
+        per_draw = 1.0 / (n_tau * cfg.draws * len(passes))
+
+        def advance(done: float) -> None:
+            task.advance(done * per_draw)
+
+        if not probe.adversarial:
+            predictions = torch.zeros(len(refs), n, n_tau, cfg.draws, dtype=torch.long, device=self.device)
+        else:
+            correct = np.zeros((len(refs), len(refs), n, n_tau), dtype=np.int64)
+            disagree = np.zeros_like(correct)
+        try:
+            for start, stop, ctx in self._chunks(probe, cfg, 0, n):
+                for anchors in passes:
+                    if not probe.adversarial:
+                        record = {m: predictions[k, start:stop] for k, m in enumerate(refs)}
+                        self._count(probe, ctx, anchors, stop - start, n_tau, refs, record=record, advance=advance)
+                    else:
+                        ctx.crafting_model = self.models[anchors[0]].module
+                        c_chunk, d_chunk = self._count(probe, ctx, anchors, stop - start, n_tau, refs, advance=advance)
+                        k = refs.index(anchors[0])
+                        correct[k, :, start:stop] = c_chunk[refs]
+                        disagree[k, :, start:stop] = d_chunk[0][refs]
+        finally:
+            task.close()
+        if not probe.adversarial:
+            labels = predictions.cpu().numpy().astype(label_dtype(self.num_classes))
+            return replace(out, predictions=labels)
+        return replace(out, correct=correct, disagree=disagree)
+
+    def stores_reference_side(self, probe: Probe) -> bool:
+        """Whether :meth:`reference_side` stores anything for ``probe``: random probes and white-box adversarial
+        ones. Transfer rows (crafted on a surrogate) and query-based rows are computed in every run."""
+        return self.crafting.access(probe) in ("white-box", "predictions-only")
+
+    def _check_reference_side(self, side: ReferenceSide, probe: Probe, cfg: EngineConfig, refs: list[int]) -> None:
+        same = (
+            side.probe == probe_label(probe)
+            and side.draws == cfg.draws
+            and side.references == len(refs)
+            and side.sample_ids == tuple(self.samples.ids)
+            and np.array_equal(side.taus, np.asarray(cfg.taus, dtype=np.float64))
+        )
+        if not same or (not probe.adversarial and side.predictions is None):
+            raise ConfigError(f"{probe_label(probe)}: the stored reference side was computed for other settings")
+
+    def _chunks(self, probe: Probe, cfg: EngineConfig, lo: int, hi: int) -> Iterator[tuple[int, int, ChunkContext]]:
+        """The samples ``lo:hi`` in chunks, each with its context (keyed seeds, batch size, precision)."""
+        batch_size = cfg.batch_size or auto_batch_size(
+            self.samples.input_shape, cfg.memory_budget_mb, probe.adversarial, self.device.type
+        )
+        taus_dev = torch.as_tensor(np.asarray(cfg.taus, dtype=np.float64), dtype=torch.float32, device=self.device)
+        label = probe_label(probe)
+        for start in range(lo, hi, cfg.chunk_size):
+            stop = min(hi, start + cfg.chunk_size)
+            x = self.samples.x[start:stop].to(self.device)
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = self.samples.y[start:stop].to(self.device)
+            seeds = unit_seeds(cfg.seed, label, self.keys[start:stop], range(len(cfg.taus)))
+            yield (
+                start,
+                stop,
+                ChunkContext(
+                    x=x,
+                    y=y,
+                    taus=taus_dev,
+                    unit_seeds=seeds,
+                    draws=cfg.draws,
+                    num_classes=self.num_classes,
+                    bounds=self.samples.bounds,
+                    batch_size=batch_size,
+                    device=self.device,
+                    autocast=self.autocast,
+                ),
+            )
+
     def _count(
         self,
         probe: Probe,
@@ -315,18 +374,33 @@ class Engine:
         n: int,
         n_tau: int,
         models: Sequence[int],
+        *,
+        lookup: dict[int, torch.Tensor] | None = None,
+        record: dict[int, torch.Tensor] | None = None,
         advance: Callable[[float], None] = lambda draws: None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Counts of one pass over a chunk's rows. ``models`` are run; ``lookup`` models' labels are read from
+        stored ``[n, T, draws]`` tables and ``record`` tables are filled with the run models' labels (random
+        probes: a row's draws are numbered in the order of the unit's random stream)."""
+        lookup, record = lookup or {}, record or {}
         n_models = len(self.models)
         correct = torch.zeros(n_models, n * n_tau, dtype=torch.long, device=self.device)
         disagree = torch.zeros(len(anchors), n_models, n * n_tau, dtype=torch.long, device=self.device)
         total = torch.zeros(n * n_tau, dtype=torch.long, device=self.device)
-        for batch in probe.rows(ctx):
+        for batch in probe.rows(ctx):  # one model call per run model per batch
             preds = self._predict(batch, models)
             flat = batch.sample * n_tau + batch.tau
+            if lookup or record:
+                slots = draw_slots(flat, batch.weight, total, ctx.draws)
+                for m, table in lookup.items():
+                    preds[m] = table.view(-1)[flat * ctx.draws + slots]
+                for m, table in record.items():
+                    positions = torch.repeat_interleave(flat * ctx.draws + slots, batch.weight)
+                    positions += offsets_within(batch.weight)
+                    table.view(-1)[positions] = torch.repeat_interleave(preds[m], batch.weight)
             truth = ctx.y[batch.sample]
             total.index_add_(0, flat, batch.weight)
-            for m in models:
+            for m in preds:
                 correct[m].index_add_(0, flat, (preds[m] == truth).long() * batch.weight)
                 for j, a in enumerate(anchors):
                     if a != m:

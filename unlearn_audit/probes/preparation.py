@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -98,6 +99,33 @@ def pool_before_relu(module: AuditableModel) -> int:
     return swaps
 
 
+def rewrite_traceable(module: AuditableModel) -> int:
+    """``pool_before_relu`` for a network without BatchNorm: trace it (torch.fx) and keep the traced copy only
+    when a rewrite applied. Untraceable networks (data-dependent control flow) run as they are."""
+    if not any(isinstance(m, nn.MaxPool2d | nn.MaxPool1d) for m in module.net.modules()):
+        return 0
+    original = module.net
+    try:
+        module.net = torch.fx.symbolic_trace(original)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure just means "no rewrite"
+        log.info("%s: not traceable by torch.fx (%s); no graph rewrite", module.meta.name, type(exc).__name__)
+        return 0
+    swaps = pool_before_relu(module)
+    if not swaps:
+        module.net = original
+    log.info("%s: %d max-pool(s) moved before their ReLU", module.meta.name, swaps)
+    return swaps
+
+
+def preparation_signature(module: nn.Module) -> str:
+    """What preparation did to a prepared model's network (its traced code when rewritten), for cache keys."""
+    net = getattr(module, "net", module)
+    code = getattr(net, "code", None)
+    if isinstance(code, str):
+        return "fx:" + hashlib.sha256(code.encode()).hexdigest()[:16]
+    return f"module:{type(net).__qualname__}"
+
+
 def prepare_models(
     models: Sequence[AuditableModel],
     device: torch.device,
@@ -116,6 +144,8 @@ def prepare_models(
         elif fuse_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
             if fold_batchnorm(module):
                 pool_before_relu(module)
+        elif fuse_batchnorm:
+            rewrite_traceable(module)
         module = module.to(device)
         for p in module.parameters():
             p.requires_grad_(False)

@@ -6,6 +6,12 @@ most ``budget`` percentage points. With ``search=True`` a small bisection over t
 be cancelled by gradient clipping) runs until both hold, and every trial is recorded:
 a trial whose audit still finds residual knowledge raises the knob, one that over-unlearns (or passes but costs
 more than the budget) lowers it.
+
+Trials are cheap to audit: the references' share of every probe is computed once (by the ``before`` audit) and
+reused, and a search trial's audit stops after the first counted probe that finds residual knowledge (the
+overall verdict is then ``residual_knowledge`` whatever the other probes show, so the search's direction is
+the same; ``probes_skipped`` in the trial record lists what was not run). The chosen trial's audit is re-run in
+full when it stopped early, so the report's ``after`` is always a complete audit.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ class AuditRunner(Protocol):
     config: AuditConfig
     forget: Samples
 
-    def run(self, model: AuditableModel) -> AuditResult: ...
+    def run(self, model: AuditableModel, *, stop_at_residual: bool = False) -> AuditResult: ...
 
 
 def accuracy(model: AuditableModel, samples: Samples) -> float:
@@ -102,6 +108,7 @@ def _trial_record(
         "retain_drop_points": drop,
         "success": success,
         "seconds": round(seconds, 2),
+        "probes_skipped": list(result.provenance.get("stopped_early", {}).get("skipped", [])),
     }
 
 
@@ -174,7 +181,7 @@ def remediate(
         fixed.meta = dataclasses.replace(
             fixed.meta, extra=extra, sha256=sha256_state_dict(fixed), name=f"{model.meta.name}+{method}"
         )
-        after = audit.run(fixed)
+        after = audit.run(fixed, stop_at_residual=search)  # a search trial stops once residual knowledge decides
         retain_after = accuracy(fixed, retain)
         test_after = accuracy(fixed, test) if test is not None else None
         drop = 100.0 * (retain_before - retain_after)
@@ -210,6 +217,8 @@ def remediate(
                 break
     chosen = _choose(trials)
     fixed, after, resolved, retain_after, test_after = outcomes[chosen]
+    if "stopped_early" in after.provenance:  # the report's "after" is always a complete audit
+        after = audit.run(fixed)
     success = bool(trials[chosen]["success"])
     drop = trials[chosen]["retain_drop_points"]
     if success:
