@@ -30,11 +30,11 @@ import torch
 BATCH = 256
 
 
-def load(arch: str, path: str, num_classes: int) -> torch.nn.Module:
+def load(arch: str, path: str, num_classes: int, device: str = "cpu") -> torch.nn.Module:
     if arch == "bundled":
         from unlearn_audit import load_model
 
-        return load_model(path, device="cpu").eval()
+        return load_model(path, device=device).eval()
     from safetensors.torch import load_file
 
     file, factory = arch.rsplit(":", 1)
@@ -44,11 +44,11 @@ def load(arch: str, path: str, num_classes: int) -> torch.nn.Module:
     spec.loader.exec_module(module)
     net = getattr(module, factory)(num_classes=num_classes)
     net.load_state_dict(load_file(path))
-    return net.eval()
+    return net.to(device).eval()
 
 
 def random_targets(y: torch.Tensor, num_classes: int, gen: torch.Generator) -> torch.Tensor:
-    offset = torch.randint(0, num_classes - 1, y.shape, generator=gen)
+    offset = torch.randint(0, num_classes - 1, y.shape, generator=gen).to(y.device)
     return torch.where(offset >= y, offset + 1, offset)
 
 
@@ -72,7 +72,7 @@ def craft_torchattacks(kind: str, model, x, targets, tau: float) -> torch.Tensor
 
 
 class ArtCrafter:
-    def __init__(self, model, input_shape, num_classes: int) -> None:
+    def __init__(self, model, input_shape, num_classes: int, device: str = "cpu") -> None:
         from art.estimators.classification import PyTorchClassifier
 
         self.num_classes = num_classes
@@ -82,16 +82,17 @@ class ArtCrafter:
             input_shape=input_shape,
             nb_classes=num_classes,
             clip_values=(0.0, 1.0),
-            device_type="cpu",
+            device_type="gpu" if device == "cuda" else "cpu",
         )
 
     def __call__(self, kind: str, model, x, targets, tau: float, gen: np.random.Generator) -> torch.Tensor:
         from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
 
-        x_np = x.numpy()
+        x_np = x.cpu().numpy()  # ART works on numpy arrays and moves batches to its device itself
         if kind == "gaussian":
-            return torch.from_numpy(np.clip(x_np + tau * gen.standard_normal(x_np.shape), 0, 1).astype(np.float32))
-        onehot = np.eye(self.num_classes, dtype=np.float32)[targets.numpy()]
+            noisy = np.clip(x_np + tau * gen.standard_normal(x_np.shape), 0, 1).astype(np.float32)
+            return torch.from_numpy(noisy).to(x.device)
+        onehot = np.eye(self.num_classes, dtype=np.float32)[targets.cpu().numpy()]
         if kind == "fgsm":
             attack = FastGradientMethod(self.classifier, eps=tau, targeted=True, batch_size=BATCH)
         else:
@@ -99,7 +100,7 @@ class ArtCrafter:
                 self.classifier, eps=tau, eps_step=2 / 255, max_iter=10, targeted=True, num_random_init=1,
                 batch_size=BATCH, verbose=False,
             )  # fmt: skip
-        return torch.from_numpy(attack.generate(x_np, y=onehot).astype(np.float32))
+        return torch.from_numpy(attack.generate(x_np, y=onehot).astype(np.float32)).to(x.device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,12 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--probes", default="gaussian,fgsm,pgd")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the models and the forget set live")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     data = np.load(args.forget)
-    x, y = torch.from_numpy(data["x"]).float(), torch.from_numpy(data["y"]).long()
-    models = [load(args.arch, p, args.num_classes) for p in [args.model, *args.reference]]
+    x = torch.from_numpy(data["x"]).float().to(args.device)
+    y = torch.from_numpy(data["y"]).long().to(args.device)
+    models = [load(args.arch, p, args.num_classes, args.device) for p in [args.model, *args.reference]]
     for model in models:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -127,11 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     probes = args.probes.split(",")
     gen = torch.Generator().manual_seed(args.seed)
     np_gen = np.random.default_rng(args.seed)
-    art = ArtCrafter(models[0], tuple(x.shape[1:]), args.num_classes) if args.library == "art" else None
+    art = ArtCrafter(models[0], tuple(x.shape[1:]), args.num_classes, args.device) if args.library == "art" else None
     counts = {p: np.zeros((len(models), len(x), len(taus)), dtype=np.int64) for p in probes}
     for t, tau in enumerate(taus):
         if tau == 0:
-            hits = [(predict(m, x) == y).numpy() * args.draws for m in models]
+            hits = [(predict(m, x) == y).cpu().numpy() * args.draws for m in models]
             for p in probes:
                 counts[p][:, :, t] = hits
             continue
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     x_adv = craft_torchattacks(p, models[0], x, targets, tau)
                 for k, m in enumerate(models):
-                    counts[p][k, :, t] += (predict(m, x_adv) == y).numpy()
+                    counts[p][k, :, t] += (predict(m, x_adv) == y).cpu().numpy()
     seconds = time.perf_counter() - started
     ratios = {
         p: [float(c[0, :, t].sum() / max(c[1:, :, t].mean(axis=0).sum(), 1e-12)) for t in range(len(taus))]

@@ -165,21 +165,26 @@ def timed(command: list[str], env: dict[str, str], log: Any, timeout: float | No
     }
 
 
-def check_command(setting: dict[str, Any], taus: str, draws: int, cache: Path, out: Path) -> list[str]:
+def check_command(
+    setting: dict[str, Any], taus: str, draws: int, cache: Path, out: Path, device: str = "cpu"
+) -> list[str]:
     model, *refs = setting["paths"]
     command = [sys.executable, "-m", "unlearn_audit", "check", model, "--forget", setting["forget"], *setting["arch"]]
     for ref in refs:
         command += ["--reference", ref]
-    return command + ["--taus", taus, "--draws", str(draws), "--cache-dir", str(cache), "--json", str(out)]
+    command += ["--taus", taus, "--draws", str(draws), "--cache-dir", str(cache), "--json", str(out)]
+    return command + ["--device", device]
 
 
-def baseline_command(setting: dict[str, Any], library: str, taus: list[float], draws: int) -> list[str]:
+def baseline_command(
+    setting: dict[str, Any], library: str, taus: list[float], draws: int, device: str = "cpu"
+) -> list[str]:
     model, *refs = setting["paths"]
     command = [sys.executable, str(ROOT / "benchmarks" / "baseline_loops.py"), "--library", library]
     command += ["--arch", setting["baseline_arch"], "--model", model, "--forget", setting["forget"]]
     for ref in refs:
         command += ["--reference", ref]
-    return command + ["--taus", ",".join(f"{t:.6f}" for t in taus), "--draws", str(draws)]
+    return command + ["--taus", ",".join(f"{t:.6f}" for t in taus), "--draws", str(draws), "--device", device]
 
 
 def floors(setting: dict[str, Any], taus: list[float], draws: int, references: int = 2) -> dict[str, float]:
@@ -204,7 +209,8 @@ def run_setting(setting: dict[str, Any], args: Any, env: dict[str, str], work: P
     out: dict[str, Any] = {"key": setting["key"], "title": setting["title"], "n": setting["n"]}
     for label in ("cold", "warm"):
         json_path = work / f"check-{setting['key']}-{label}.json"
-        out[f"check_{label}"] = timed(check_command(setting, tau_text, args.draws, cache, json_path), env, log)
+        command = check_command(setting, tau_text, args.draws, cache, json_path, args.device)
+        out[f"check_{label}"] = timed(command, env, log)
         doc = json.loads(json_path.read_text())
         out[f"check_{label}"].update(
             engine_seconds=doc["provenance"]["time"]["seconds"],
@@ -214,7 +220,7 @@ def run_setting(setting: dict[str, Any], args: Any, env: dict[str, str], work: P
             R={name: p["pooled"]["value"] for name, p in doc["probes"].items()},
         )
     for library in ("torchattacks", "art"):
-        result = timed(baseline_command(setting, library, taus, args.draws), env, log)
+        result = timed(baseline_command(setting, library, taus, args.draws, args.device), env, log)
         result.update(json.loads(result.pop("stdout").strip().splitlines()[-1]))
         out[library] = result
     out["floors"] = floors(setting, taus, args.draws)
@@ -248,7 +254,7 @@ def remediation_run(args: Any, env: dict[str, str], work: Path, log: Any) -> dic
         "--forget", str(forget), "--retain", str(FMNIST / "retain_subset.npz"),
         "--reference", str(FMNIST / "retrain-1.safetensors"), "--reference", str(FMNIST / "retrain-2.safetensors"),
         "--search", "-o", str(work / "gd-fixed.safetensors"), "--json", str(work / "remediation.json"),
-        "--cache-dir", str(work / "cache-remediation"), *args.remediate_args.split(),
+        "--cache-dir", str(work / "cache-remediation"), "--device", args.device, *args.remediate_args.split(),
     ]  # fmt: skip
     result = timed(command, env, log, timeout=args.remediate_timeout)
     result.pop("stdout", None)
@@ -280,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-remediate", action="store_true")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, for check, remediate and the baseline loops")
     parser.add_argument("--render-only", action="store_true", help="rewrite the section from its .json results")
     args = parser.parse_args(argv)
     raw_path = args.out.with_name("performance-check.json")
@@ -339,6 +346,8 @@ def raw_results(
         "threads": threads,
         "cores": usable_cores(),
         "cpu": cpu_model(),
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" and torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "load_before": list(load_before),
         "load_after": list(os.getloadavg()),
@@ -370,7 +379,8 @@ def render(raw: dict[str, Any]) -> str:
         f"({raw['started']} to {raw['finished']}). **Every number in this section comes from that run.**",
         "",
         f"- Machine: {raw['cpu']}, {raw['cores']} usable core(s); torch {raw['torch']}; "
-        f"`OMP_NUM_THREADS={raw['threads']}` for every process.",
+        f"`OMP_NUM_THREADS={raw['threads']}` for every process"
+        + (f"; every process on `--device cuda` ({raw['gpu']})." if raw.get("device") == "cuda" else "."),
         f"- Matmul peak (fp32, 1024² `torch.mm`, best of {len(raw['peaks'])}): {raw['peak'] / 1e9:.1f} GFLOP/s.",
         f"- Load average (1/5/15 min) before: {' / '.join(f'{v:.2f}' for v in raw['load_before'])}, after: "
         f"{' / '.join(f'{v:.2f}' for v in raw['load_after'])}."

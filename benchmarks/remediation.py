@@ -72,9 +72,12 @@ def results(subjects: list[str], methods: list[str], count_probes: str | None) -
                     ),
                     "seconds": round(time.perf_counter() - start, 1),
                     "trial_log": [
-                        {"knob": t["hyperparameters"].get("lambda_neighbour", t["hyperparameters"].get("erase_lr")),
-                         "verdict": t["verdict"], "R": {k: round(v, 3) for k, v in t["R"].items()},
-                         "retain_drop_points": round(t["retain_drop_points"], 2)}
+                        {
+                            "knob": t["hyperparameters"].get("lambda_neighbour", t["hyperparameters"].get("erase_lr")),
+                            "verdict": t["verdict"],
+                            "R": {k: round(v, 3) for k, v in t["R"].items()},
+                            "retain_drop_points": round(t["retain_drop_points"], 2),
+                        }
                         for t in res.trials
                     ],
                     "first_success": chosen is not None,
@@ -120,7 +123,9 @@ def cost(repeats: int = 3) -> list[dict]:
             unlearn(method, model, forget, retain, seed=0, **hp)
             times.append(time.perf_counter() - start)
         best = min(times)
-        rows.append({"run": label, "steps": steps, "seconds": round(best, 2), "ms_per_step": round(1000 * best / steps, 1)})
+        rows.append(
+            {"run": label, "steps": steps, "seconds": round(best, 2), "ms_per_step": round(1000 * best / steps, 1)}
+        )
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["seconds"]
     for row in rows:
@@ -138,7 +143,11 @@ def main() -> None:
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--honest-retrain", action="store_true", help="also audit retrain-1 the same way")
     args = parser.parse_args()
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+    env = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
     out: dict = {"environment": env}
     if args.honest_retrain:
         out["honest_retrain"] = honest_retrain()
