@@ -124,6 +124,19 @@ def test_changing_one_byte_of_the_model_changes_the_hash_in_the_report(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------- migration
+def test_v1_1_document_migrates_and_validates():
+    """1.2 only added optional keys: a 1.1 document (the browser test's whole-class result) reads as 1.2, unchanged
+    apart from the label, and renders with the fixed text of what an audit can prove."""
+    raw = json.loads((REPO / "tests" / "browser" / "whole-class-result.json").read_text())
+    assert raw["schema_version"] == "1.1" and "limits" not in raw
+    doc = load_report(REPO / "tests" / "browser" / "whole-class-result.json")
+    assert doc["schema_version"] == SCHEMA_VERSION == "1.2" and doc["provenance"]["migrated_from"] == "1.1"
+    jsonschema.validate(doc, schema())
+    for key in ("verdict", "reason", "probes", "flagged_samples", "config", "hashes"):
+        assert doc[key] == raw[key]
+    assert "cannot prove" in render(doc, "md").lower()
+
+
 def test_v1_0_fixture_migrates_and_validates():
     raw = json.loads(FIXTURE_V1_0.read_text())
     assert raw["schema_version"] == "1.0" and "files" not in raw["provenance"]

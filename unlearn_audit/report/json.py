@@ -23,8 +23,11 @@ from typing import Any
 
 from ..errors import InputError, SchemaError
 
-SCHEMA_VERSION = "1.1"
-READABLE = ("1.0", "1.1")
+SCHEMA_VERSION = "1.2"
+READABLE = ("1.0", "1.1", "1.2")
+# 1.2 added optional keys only: seed_commitment, binding, limits (secret seeds and what an audit can prove),
+# provenance.reference_cache and stopped_early, remote (served models), band.spread_measured, probes' access;
+# provenance.seed may be null (a secret seed). A 1.1 document is a valid 1.2 document once relabelled.
 
 
 AUDIT_LIMITS = {
@@ -143,7 +146,9 @@ def _migrate_audit(doc: dict[str, Any], source: str | Path | None) -> dict[str, 
         prov.setdefault("files", provenance_files(out))
         prov["migrated_from"] = "1.0"
         out["provenance"] = prov
-        out["schema_version"] = SCHEMA_VERSION
+    elif version == "1.1":
+        out["provenance"] = {**(out.get("provenance") or {}), "migrated_from": "1.1"}
+    out["schema_version"] = SCHEMA_VERSION
     return out
 
 
