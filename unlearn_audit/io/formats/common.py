@@ -138,6 +138,36 @@ def load_weights_strictly(path: Path, arch: str, net: nn.Module, state: dict[str
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
 
 
+def file_meta_for(
+    path: Path,
+    options: LoadOptions,
+    file_meta: Any,
+    *,
+    arch: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    mean: Any,
+    std: Any,
+    extra: Mapping[str, str],
+) -> ModelMeta:
+    """The :class:`ModelMeta` of a model read from ``path``: name (``--name`` or the file's stem), the file's class
+    names, path and sha256, and its metadata's ``extra`` with the loader's ``extra`` on top."""
+    from ..hashing import sha256_file
+
+    return ModelMeta(
+        name=options.name or path.stem,
+        arch=arch,
+        num_classes=int(num_classes),
+        input_shape=tuple(input_shape),
+        mean=mean,
+        std=std,
+        class_names=file_meta.class_names,
+        path=str(path),
+        sha256=sha256_file(path),
+        extra={**(file_meta.extra or {}), **extra},
+    )
+
+
 def finish(net: nn.Module, meta: ModelMeta, device: str | torch.device) -> AuditableModel:
     """The loaded network behind its normalisation, frozen in eval mode on ``device``."""
     shape, mean = meta.input_shape, meta.mean

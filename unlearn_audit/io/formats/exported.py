@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, InputError
-from ..auditable import AuditableModel, ModelMeta
-from ..hashing import sha256_file
-from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, finish
+from ..auditable import AuditableModel
+from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, file_meta_for, finish
 from .pt2_safety import REEXPORT_HINT, load_program
 
 log = logging.getLogger(__name__)
@@ -239,20 +238,9 @@ def load_pt2(path: Path, options: LoadOptions) -> AuditableModel:
     if mean is None:
         log.info("%s: no normalisation recorded with the program; inputs are used as given (--mean/--std)", path)
     net = ExportedClassifier(program.module(), tuple(shape), signature.batch_min, signature.batch_max)
-    extra = dict(file_meta.extra or {})
-    extra[FORMAT_KEY] = "pt2"
-    if exported_with:
-        extra["exported_with_torch"] = exported_with
-    meta = ModelMeta(
-        name=options.name or path.stem,
-        arch=f"torch.export:{path.name}",
-        num_classes=classes,
-        input_shape=tuple(shape),
-        mean=mean,
-        std=std,
-        class_names=file_meta.class_names,
-        path=str(path),
-        sha256=sha256_file(path),
-        extra=extra,
-    )
+    extra = {FORMAT_KEY: "pt2", **({"exported_with_torch": exported_with} if exported_with else {})}
+    meta = file_meta_for(
+        path, options, file_meta, arch=f"torch.export:{path.name}", num_classes=classes, input_shape=shape,
+        mean=mean, std=std, extra=extra,
+    )  # fmt: skip
     return finish(net, meta, options.device)

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from ..auditable import AuditableModel, ModelMeta
-from ..hashing import sha256_file
-from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, finish, package_version, require
+from ..auditable import AuditableModel
+from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, file_meta_for, finish, package_version, require
 
 log = logging.getLogger(__name__)
 
@@ -354,19 +353,11 @@ def load_onnx(path: Path, options: LoadOptions) -> AuditableModel:
         raise CheckpointError(f"{path}: --num-classes {classes} but the ONNX model returns {out_classes} logits")
     mean = choose(path, "mean", options.mean, file_meta.mean)
     std = choose(path, "std", options.std, file_meta.std)
-    extra = {**(file_meta.extra or {}), FORMAT_KEY: "onnx", "onnx_opset": str(_opset(proto)), "onnx_conversion": note}
-    meta = ModelMeta(
-        name=options.name or path.stem,
-        arch=f"onnx:{path.name}",
-        num_classes=classes,
-        input_shape=tuple(shape),
-        mean=mean,
-        std=std,
-        class_names=file_meta.class_names,
-        path=str(path),
-        sha256=sha256_file(path),
-        extra=extra,
-    )
+    extra = {FORMAT_KEY: "onnx", "onnx_opset": str(_opset(proto)), "onnx_conversion": note}
+    meta = file_meta_for(
+        path, options, file_meta, arch=f"onnx:{path.name}", num_classes=classes, input_shape=shape,
+        mean=mean, std=std, extra=extra,
+    )  # fmt: skip
     model = finish(net, meta, options.device)
     generator = torch.Generator().manual_seed(0)
     synthetic = torch.rand((SYNTHETIC_ROWS, *shape), generator=generator)

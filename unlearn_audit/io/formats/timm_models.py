@@ -19,11 +19,19 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
-from ..auditable import AuditableModel, ModelMeta
+from ..auditable import AuditableModel
 from ..checkpoint import read_checkpoint
-from ..hashing import sha256_file
 from ..weights import _strip_prefixes
-from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, finish, load_weights_strictly, package_version
+from .common import (
+    FORMAT_KEY,
+    FileMetadata,
+    LoadOptions,
+    choose,
+    file_meta_for,
+    finish,
+    load_weights_strictly,
+    package_version,
+)
 from .common import require as require_module
 
 log = logging.getLogger(__name__)
@@ -100,21 +108,9 @@ def load_timm(path: Path, options: LoadOptions) -> AuditableModel:
                 f"{path}: timm's pretrained_cfg for {name} gives {len(mean)}-channel mean/std but the model takes "
                 f"{shape[0]} channels; pass --mean and --std"
             )
-    meta = ModelMeta(
-        name=options.name or path.stem,
-        arch=f"timm:{name}",
-        num_classes=int(classes),
-        input_shape=tuple(shape),
-        mean=mean,
-        std=std,
-        class_names=file_meta.class_names,
-        path=str(path),
-        sha256=sha256_file(path),
-        extra={
-            **(file_meta.extra or {}),
-            FORMAT_KEY: "timm",
-            "timm_version": package_version("timm"),
-            "normalisation_source": source,
-        },
-    )
+    extra = {FORMAT_KEY: "timm", "timm_version": package_version("timm"), "normalisation_source": source}
+    meta = file_meta_for(
+        path, options, file_meta, arch=f"timm:{name}", num_classes=int(classes), input_shape=shape,
+        mean=mean, std=std, extra=extra,
+    )  # fmt: skip
     return finish(net, meta, options.device)
