@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from .architectures import ARCH_ATTRIBUTE
 from .hashing import sha256_state_dict
+
+log = logging.getLogger(__name__)
 
 KNOWN_METADATA_KEYS = ("arch", "num_classes", "input_shape", "mean", "std", "class_names")
 
@@ -180,3 +183,45 @@ def parse_shape(value: Sequence[int] | str | None) -> tuple[int, ...] | None:
     if not shape or any(s <= 0 for s in shape):
         raise ConfigError(f"--input-shape {value!r}: every dimension must be a positive integer")
     return shape
+
+
+def choose(path: Path, key: str, given: Any, from_file: Any, source: str = "the file's metadata") -> Any:
+    """An explicit option wins over the file's own value; a disagreement is logged, never silent."""
+    if given is not None and from_file is not None and given != from_file:
+        log.warning("%s: --%s %s overrides %s value %s", path, key.replace("_", "-"), given, source, from_file)
+    return given if given is not None else from_file
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    """Our metadata keys (see :mod:`unlearn_audit.io.models`) as stored beside a program: ONNX
+    ``metadata_props`` or ``.pt2`` extra files. Unknown keys are kept in ``extra``."""
+
+    num_classes: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+    extra: Mapping[str, str] | None = None
+
+    @classmethod
+    def parse(cls, meta: Mapping[str, str], path: Path) -> FileMetadata:
+        shape = _json_list(meta, "input_shape", path)
+        mean = _json_list(meta, "mean", path)
+        std = _json_list(meta, "std", path)
+        names = _json_list(meta, "class_names", path)
+        try:
+            classes = int(meta["num_classes"]) if "num_classes" in meta else None
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: metadata num_classes {meta['num_classes']!r} is not an integer") from exc
+        try:
+            return cls(
+                num_classes=classes,
+                input_shape=tuple(int(s) for s in shape) if shape else None,
+                mean=tuple(float(v) for v in mean) if mean else None,
+                std=tuple(float(v) for v in std) if std else None,
+                class_names=tuple(str(c) for c in names) if names else None,
+                extra={k: v for k, v in meta.items() if k not in KNOWN_METADATA_KEYS},
+            )
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: metadata input_shape/mean/std must be lists of numbers ({exc})") from exc

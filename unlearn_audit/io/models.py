@@ -37,9 +37,10 @@ from .architectures import build_architecture, default_input_shape
 from .auditable import (
     KNOWN_METADATA_KEYS,
     AuditableModel,
+    FileMetadata,
     ModelMeta,
-    _json_list,
     _parse_floats,
+    choose,
     distinct_names,
     parse_shape,
     wrap_model,
@@ -119,29 +120,15 @@ def load_model(
     if not state:
         raise CheckpointError(f"{path}: contains no tensors")
 
-    def pick(key: str, given: Any, from_file: Any) -> Any:
-        if given is not None and from_file is not None and given != from_file:
-            log.warning(
-                "%s: --%s %s overrides the file's metadata value %s", path, key.replace("_", "-"), given, from_file
-            )
-        return given if given is not None else from_file
-
-    file_shape = _json_list(meta, "input_shape", path)
-    file_mean = _json_list(meta, "mean", path)
-    file_std = _json_list(meta, "std", path)
-    try:
-        file_classes = int(meta["num_classes"]) if "num_classes" in meta else None
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: metadata num_classes {meta['num_classes']!r} is not an integer") from exc
-
-    arch = pick("arch", arch, meta.get("arch"))
+    file_meta = FileMetadata.parse(meta, path)
+    arch = choose(path, "arch", arch, meta.get("arch"))
     if not arch:
         raise CheckpointError(
             f"{path}: no 'arch' in the file's metadata; pass --arch NAME (mlp, small-cnn, resnet18-cifar, a "
             "torchvision name) or --arch file.py:factory"
         )
     given_shape = parse_shape(input_shape)
-    shape = pick("input_shape", given_shape, tuple(int(s) for s in file_shape) if file_shape is not None else None)
+    shape = choose(path, "input_shape", given_shape, file_meta.input_shape)
     shape_source = "--input-shape" if given_shape is not None else "the file's metadata"
     if shape is None and (arch == "mlp" or arch.startswith("mlp-")):
         first = state.get("layers.1.weight")
@@ -149,9 +136,9 @@ def load_model(
             shape, shape_source = (int(first.shape[1]),), "inferred from layers.1.weight"
     if shape is None:
         shape, shape_source = default_input_shape(arch), f"the default of --arch {arch}"
-    mean_v = pick("mean", _parse_floats(mean, "mean"), tuple(float(v) for v in file_mean) if file_mean else None)
-    std_v = pick("std", _parse_floats(std, "std"), tuple(float(v) for v in file_std) if file_std else None)
-    classes = pick("num_classes", num_classes, file_classes)
+    mean_v = choose(path, "mean", _parse_floats(mean, "mean"), file_meta.mean)
+    std_v = choose(path, "std", _parse_floats(std, "std"), file_meta.std)
+    classes = choose(path, "num_classes", num_classes, file_meta.num_classes)
 
     first_pass = _strip_prefixes(dict(state), set())
     if classes is None:
@@ -176,7 +163,6 @@ def load_model(
     if not _fits(state, expected):
         raise CheckpointError(diagnose_mismatch(path, arch, state, expected))
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
-    class_names = _json_list(meta, "class_names", path)
     model = AuditableModel(
         net,
         ModelMeta(
@@ -187,10 +173,10 @@ def load_model(
             input_shape_source=shape_source if shape is not None else None,
             mean=mean_v,
             std=std_v,
-            class_names=tuple(str(c) for c in class_names) if class_names else None,
+            class_names=file_meta.class_names,
             path=str(path),
             sha256=sha256_file(path),
-            extra={k: v for k, v in meta.items() if k not in KNOWN_METADATA_KEYS},
+            extra=dict(file_meta.extra or {}),
         ),
     )
     return model.eval().to(resolve_device(device))

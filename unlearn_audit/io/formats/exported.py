@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, InputError
-from ..auditable import AuditableModel
-from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, file_meta_for, finish
+from ..auditable import AuditableModel, FileMetadata, choose
+from .common import FORMAT_KEY, LoadOptions, file_meta_for, finish
 from .pt2_safety import REEXPORT_HINT, load_program
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
-from ..auditable import AuditableModel, ModelMeta
+from ..auditable import AuditableModel, ModelMeta, choose
 from ..checkpoint import read_checkpoint
 from ..hashing import sha256_file
 from ..weights import _short_list
-from .common import FORMAT_KEY, LoadOptions, choose, finish, package_version, require
+from .common import FORMAT_KEY, LoadOptions, finish, package_version, require
 
 log = logging.getLogger(__name__)
 

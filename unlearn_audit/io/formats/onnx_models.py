@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from ..auditable import AuditableModel
-from .common import FORMAT_KEY, FileMetadata, LoadOptions, choose, file_meta_for, finish, package_version, require
+from ..auditable import AuditableModel, FileMetadata, choose
+from .common import FORMAT_KEY, LoadOptions, file_meta_for, finish, package_version, require
 
 log = logging.getLogger(__name__)
 

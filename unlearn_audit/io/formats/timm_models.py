@@ -19,19 +19,10 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
-from ..auditable import AuditableModel
+from ..auditable import AuditableModel, FileMetadata, choose
 from ..checkpoint import read_checkpoint
 from ..weights import _strip_prefixes
-from .common import (
-    FORMAT_KEY,
-    FileMetadata,
-    LoadOptions,
-    choose,
-    file_meta_for,
-    finish,
-    load_weights_strictly,
-    package_version,
-)
+from .common import FORMAT_KEY, LoadOptions, file_meta_for, finish, load_weights_strictly, package_version
 from .common import require as require_module
 
 log = logging.getLogger(__name__)
