@@ -164,6 +164,26 @@ def test_class_count_mismatch_hint(tmp_path):
         load_model(tmp_path / "c.safetensors", arch="small-cnn", num_classes=5, device="cpu")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("input_shape", '["a", 28, 28]', "must be lists of numbers"),
+        ("mean", '[0.5, "x"]', "must be lists of numbers"),
+        ("num_classes", "ten", "num_classes 'ten' is not an integer"),
+    ],
+)
+def test_malformed_metadata_is_one_checkpoint_error(tmp_path, cli, key, value, fragment):
+    """A safetensors file's metadata is read like a .pt2's or an ONNX file's (FileMetadata.parse): a value that is
+    not what the key needs is a one-line error naming the file, never an internal error."""
+    net = build_architecture("small-cnn", 10, (1, 28, 28))
+    path = tmp_path / "m.safetensors"
+    meta = {"arch": "small-cnn", "num_classes": "10", "input_shape": "[1, 28, 28]", key: value}
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=fragment):
+        load_model(path, device="cpu")
+    assert_one_line_error(cli("info", path), str(path), fragment)
+
+
 def test_missing_and_unexpected_keys_are_listed(tmp_path):
     net = build_architecture("small-cnn", 10, (1, 28, 28))
     state = {k: v.contiguous() for k, v in net.state_dict().items() if not k.startswith("classifier.3")}
