@@ -11,7 +11,6 @@ Models and sets may be paths or objects already in memory (``nn.Module``, ``(x, 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import platform
 import sys
@@ -27,7 +26,7 @@ import torch
 from . import distributed
 from .analysis import ProbeAnalysis, StatsSettings, analyse_probe
 from .config import AuditConfig
-from .device import configure_numerics
+from .counting import CountPlan
 from .errors import ConfigError, InputError
 from .evidence import flag_samples, null_flag_mean
 from .io.models import AuditableModel, distinct_names, load_model, wrap_model
@@ -35,13 +34,12 @@ from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
 from .panels import attach_panels
 from .policy import Verdict, combine
-from .probes import ProbeCounts, make_engine, make_probes, probe_label
-from .probes.access import query_only
-from .probes.crafting import plan_crafting
+from .probes import ProbeCounts, make_probes, probe_label
 from .progress import NULL_PROGRESS, Progress, phase
-from .reference_cache import ReferenceCache, model_identity, reference_side_for
+from .reference_cache import ReferenceCache
 from .results import AuditResult, DataRecord, ModelRecord, library_versions
 from .screening import ScreeningAnalysis, analyse_screening
+from .sequential import Sequential
 from .stats.ratio import class_matching_weights
 
 if TYPE_CHECKING:
@@ -83,6 +81,7 @@ class Audit:
         # disk in cache_dir (None: the user's cache folder; False: memory only). See reference_cache.py.
         self.reference_cache = ReferenceCache.from_setting(cache_dir)
         self._reference_identities: list[dict[str, Any]] | None = None
+        self._partial_sides: dict[str, Any] = {}  # a sequential audit's reference sides for part of the set
         self.progress = progress
         self.work_dir = Path(work_dir) if work_dir is not None else None
         if shard_size < 1:
@@ -205,57 +204,18 @@ class Audit:
         self.references = distinct_names(self.references, {s.meta.name for s in subjects})
         cfg = self.config
         probes = make_probes(list(cfg.probes))
-        everything = [*subjects, *self.references]
-        dist = distributed.current()
-        progress = self.progress if dist is None or dist.is_main else NULL_PROGRESS
-        engine_cfg = cfg.engine_config()
-        hint = distributed.local_device_hint() if dist is not None else None
-        if hint and cfg.device == "auto":
-            engine_cfg = dataclasses.replace(engine_cfg, device=hint)
-
-        crafting = plan_crafting(subjects, self.references, self.surrogate, probes, self.original or cfg.panel == "all")
-        # served models have no weights to identify them by: their audits keep no reference side (io/remote caches
-        # their answers in the work directory instead)
-        reuse = bool(self.references) and (dist is None or dist.world_size == 1)
-        reuse = reuse and not any(query_only(m) for m in everything)
-        if reuse and self._reference_identities is None:
-            self._reference_identities = [model_identity(r) for r in self.references]
-        cache_records: dict[str, dict[str, Any]] = {}
-        sharding: dict[str, Any] = dict(
-            shard_size=self.shard_size, work_dir=self.work_dir, dist=dist, progress=progress
-        )
-
-        def engine_for(samples: Samples, role: str) -> tuple[Any, Any]:
-            with phase(progress, f"preparing models and precision check ({role})", logger=log):
-                made = make_engine(everything, samples, engine_cfg, subjects=len(subjects), progress=NULL_PROGRESS)
-            log.info("precision %s (%s): %s", made.precision, role, made.precision_decision.reason)
-            configure_numerics(made.device, made.precision)
-            return made, crafting.runners(made, everything, make_engine, samples, engine_cfg, len(subjects))
-
-        def counts_for(engine: Any, pick: Any, samples: Samples, role: str, probe: Any) -> ProbeCounts:
-            label, draws, side = probe_label(probe), cfg.draws_for(probe_label(probe)), None
-            runner, models_key = pick(probe)
-            if reuse and runner is engine:  # transfer rows (crafted on a surrogate) are not stored
-                side, cache_records[f"{role}/{label}"] = reference_side_for(
-                    self.reference_cache, engine, probe, label, draws, self._reference_identities or []
-                )
-            key = distributed.shard_key(role, models_key, samples, probe, cfg, engine, subjects=len(subjects))
-            return distributed.run_probe(runner, probe, label, draws, key=key, reference_side=side, **sharding)
-
-        engine, pick = engine_for(self.forget, "forget")
-        held = engine_for(self.holdout, "holdout") if self.holdout is not None else None
-        forget_counts: dict[str, ProbeCounts] = {}
-        holdout_counts: dict[str, ProbeCounts] = {}
         labels = [probe_label(p) for p in probes]
-        stopped: dict[str, Any] | None = None
-        for probe in probes:
-            label = probe_label(probe)
-            forget_counts[label] = counts_for(engine, pick, self.forget, "forget", probe)
-            if held is not None and self.holdout is not None:
-                holdout_counts[label] = counts_for(*held, self.holdout, "holdout", probe)
-            if stop_at_residual and len(subjects) == 1 and self._residual_on(label, forget_counts, holdout_counts):
-                stopped = {"after": label, "skipped": labels[labels.index(label) + 1 :]}
-                break
+        sequential: Sequential | None = None
+        # a remediation trial (stop_at_residual) is a sequential audit too: one still clearly residual stops early
+        trial = stop_at_residual and bool(self.references) and len(subjects) == 1 and distributed.current() is None
+        if cfg.stop_early or trial:
+            sequential = Sequential.plan(self, subjects, probes, stop_at_residual)
+            forget_counts, holdout_counts, plan = sequential.run()
+            stopped = None
+        else:
+            plan = CountPlan.build(self, subjects, probes, self.forget)
+            forget_counts, holdout_counts, stopped = self._all_counts(plan, stop_at_residual)
+        engine, dist = plan.engine, plan.dist
         finished = datetime.now(timezone.utc)
         precision = {
             "used": engine.precision,
@@ -276,20 +236,46 @@ class Audit:
                 "finished": finished.isoformat(timespec="seconds"),
                 "seconds": round(time.perf_counter() - clock, 2),
             },
-            "reference_cache": self.reference_cache.record(cache_records) if reuse else None,
+            "reference_cache": self.reference_cache.record(plan.cache_records) if plan.reuse else None,
         }
         if stopped is not None and stopped["skipped"]:
             provenance["stopped_early"] = stopped
         results = {}
         for index, subject in enumerate(subjects):
-            results[subject.meta.name] = self._analyse(
-                index, subject, forget_counts, holdout_counts, provenance, precision, labels
-            )
+            args = (index, subject, forget_counts, holdout_counts, provenance, precision, labels)
+            if sequential is None:
+                results[subject.meta.name] = self._analyse(*args)
+                continue
+            result = self._analyse(*args, forget=sequential.seen, level=sequential.level)
+            if sequential.finished is not None:  # --per-sample all: the flags from every sample
+                every = (index, subject, sequential.finished, holdout_counts, provenance, precision, labels)
+                full = self._analyse(*every, forget=sequential.ordered, level=sequential.level)
+                result.flagged_samples, result.sample_evidence = full.flagged_samples, full.sample_evidence
+            result.sequential = sequential.record(subject.meta.name)
+            result.notes.append(sequential.note(subject.meta.name))
+            results[subject.meta.name] = result
         if cfg.panel != "none" and (dist is None or dist.is_main):
-            with phase(progress, "standard unlearning panel", logger=log):
-                attach_panels(self, subjects, results, engine_cfg.device, progress)
-        crafting.annotate(results, subjects, self.references, forget_counts)
+            with phase(plan.progress, "standard unlearning panel", logger=log):
+                attach_panels(self, subjects, results, plan.engine_cfg.device, plan.progress)
+        plan.crafting.annotate(results, subjects, self.references, forget_counts)
         return results
+
+    def _all_counts(
+        self, plan: CountPlan, stop_at_residual: bool
+    ) -> tuple[dict[str, ProbeCounts], dict[str, ProbeCounts], dict[str, Any] | None]:
+        """Every probe's counts on the whole forget set (and holdout); a remediation trial (``stop_at_residual``)
+        stops after the first counted probe that finds residual knowledge."""
+        forget_counts: dict[str, ProbeCounts] = {}
+        holdout_counts: dict[str, ProbeCounts] = {}
+        labels = [probe_label(p) for p in plan.probes]
+        for probe in plan.probes:
+            label = probe_label(probe)
+            forget_counts[label] = plan.counts(probe, "forget")
+            if plan.held is not None:
+                holdout_counts[label] = plan.counts(probe, "holdout")
+            if stop_at_residual and len(plan.subjects) == 1 and self._residual_on(label, forget_counts, holdout_counts):
+                return forget_counts, holdout_counts, {"after": label, "skipped": labels[labels.index(label) + 1 :]}
+        return forget_counts, holdout_counts, None
 
     def _level(self, labels: Sequence[str]) -> float:
         """The per-probe confidence level: Bonferroni over the probes the policy counts among those planned."""
@@ -329,11 +315,17 @@ class Audit:
         provenance: dict[str, Any],
         precision: dict[str, Any],
         planned: Sequence[str],
+        *,
+        forget: Samples | None = None,
+        level: float | None = None,
     ) -> AuditResult:
+        """One subject's result. A sequential audit passes the samples its verdict rests on (``forget``) and its
+        stopping look's level; otherwise the level is Bonferroni over the probes planned."""
         cfg = self.config
         policy = cfg.policy
+        forget = forget if forget is not None else self.forget
         settings = StatsSettings(cfg.bootstrap, cfg.ci_method, cfg.level, cfg.seed)
-        level = self._level(planned)  # an audit stopped early keeps the level of the probes it planned
+        level = level if level is not None else self._level(planned)  # stopped early: the planned probes' level
         notes: list[str] = []
         probes: dict[str, ProbeAnalysis] = {}
         screening: dict[str, ScreeningAnalysis] = {}
@@ -357,7 +349,7 @@ class Audit:
                         level,
                     )
                 task.advance(1)
-        evidence = flag_samples(self.forget.ids, self.forget.y.numpy(), per_sample, policy.fdr)
+        evidence = flag_samples(forget.ids, forget.y.numpy(), per_sample, policy.fdr)
         if self.references and len(self.references) == 1:
             notes.append(
                 "The per-sample calibrated test uses a documented default dispersion of retraining "
@@ -421,7 +413,8 @@ class Audit:
             | {
                 "null_flagged_mean": null_flag_mean(
                     {n: p.null_p_exact for n, p in probes.items() if p.counts_toward_verdict}, policy.fdr
-                )
+                ),
+                "samples_tested": len(forget),
             },
             screening=screening,
             provenance=provenance,

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .policy import Policy
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, make_probes, probe_label
 from .probes.registry import check_engine, default_draws
+from .stats.sequential import DEFAULT_LOOKS, SPENDING_FUNCTIONS
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,23 @@ class AuditConfig:
     panel: Literal["standard", "all", "none"] = "standard"
     """The standard unlearning panel beside r_τ (docs/metrics.md): ``standard`` (accuracies, MIAs, Avg Gap,
     re-learn time with an original), ``all`` (+ the Reminiscence probe) or ``none``."""
+    stop_early: bool = False
+    """Sequential audit (unlearn_audit/sequential.py): look at the forget set in stages and stop once every
+    counted probe is decided, under alpha spending so the false-finding rate holds under optional stopping."""
+    looks: tuple[float, ...] = DEFAULT_LOOKS
+    """A sequential audit's planned looks, as shares of the forget set (increasing, the last 1)."""
+    spending: Literal["obrien-fleming", "pocock"] = "pocock"
+    """The alpha-spending function over the looks (Lan–DeMets type; docs/methodology.md)."""
+    per_sample: Literal["seen", "all"] = "seen"
+    """A sequential audit's per-sample evidence: the samples seen when it stopped, or ``all`` (finishes the rest
+    for the flags only; the verdict stays the stopping look's)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed {self.seed!r}: use a non-negative integer, or secret (with --seed-file)")
         if self.panel not in ("standard", "all", "none"):
             raise ConfigError(f"--panel {self.panel!r}: use standard, all or none")
+        self._check_sequential()
         names = [probe_label(p) for p in make_probes(list(self.probes))]  # validates names
         check_engine(make_probes(list(self.probes)), self.engine)  # e.g. autopgd needs --engine art
         for name, n in self.probe_draws:
@@ -85,6 +97,25 @@ class AuditConfig:
     def with_secret_seed(self, secret: SecretSeed) -> AuditConfig:
         """This config with ``secret`` as its seed, committed to in the report (the seed itself never is)."""
         return dataclasses.replace(self, seed=secret.value, seed_commitment=secret.commitment)
+
+    def _check_sequential(self) -> None:
+        looks = [float(t) for t in self.looks]
+        if (
+            not looks
+            or any(not 0 < t <= 1 for t in looks)
+            or any(b <= a for a, b in zip(looks, looks[1:], strict=False))
+        ):
+            raise ConfigError(
+                f"--looks {','.join(map(str, self.looks))}: give increasing shares in (0, 1], e.g. 0.125,0.25,0.5,1"
+            )
+        if abs(looks[-1] - 1.0) > 1e-9:
+            raise ConfigError(
+                f"--looks {','.join(map(str, self.looks))}: the last look must see every sample (end with 1)"
+            )
+        if self.spending not in SPENDING_FUNCTIONS:
+            raise ConfigError(f"--spending {self.spending!r}: use {' or '.join(SPENDING_FUNCTIONS)}")
+        if self.per_sample not in ("seen", "all"):
+            raise ConfigError(f"--per-sample {self.per_sample!r}: use seen or all")
 
     def with_jittered_taus(self) -> AuditConfig:
         """This config with its τ grid drawn from the seed (docs/methodology.md, "Jittered τ grid").
@@ -143,6 +174,7 @@ class AuditConfig:
         values["probes"] = tuple(values.get("probes", DEFAULT_PROBES))
         values["taus"] = tuple(float(t) for t in values.get("taus", DEFAULT_TAUS))
         values["probe_draws"] = tuple((str(k), int(n)) for k, n in (values.get("probe_draws") or {}).items())
+        values["looks"] = tuple(float(t) for t in values.get("looks", DEFAULT_LOOKS))
         values["policy"] = Policy.from_dict(values["policy"]) if "policy" in values else Policy()
         values.pop("seed_commitment", None)
         if isinstance(seed, SecretSeed):
@@ -159,6 +191,7 @@ class AuditConfig:
         out["probes"] = list(self.probes)
         out["taus"] = list(self.taus)
         out["probe_draws"] = {name: int(n) for name, n in self.probe_draws}
+        out["looks"] = list(self.looks)
         out["policy"] = self.policy.to_dict()
         if self.secret_seed:
             out["seed"] = None  # committed to (seed_commitment), never written

@@ -148,13 +148,18 @@ def run_probe(
     dist: DistContext | None,
     progress: Progress = NULL_PROGRESS,
     reference_side: ReferenceSide | None = None,
+    sample_range: tuple[int, int] | None = None,
 ) -> ProbeCounts:
-    """Counts for ``probe`` over the whole set, computed shard by shard (see the module docstring); with
-    ``reference_side`` the references' share is taken from it instead of being computed again."""
+    """Counts for ``probe`` over the whole set (or the half-open ``sample_range``, zeros elsewhere), computed
+    shard by shard (see the module docstring); with ``reference_side`` the references' share is taken from it
+    instead of being computed again."""
     if shard_size < 1:
         raise ConfigError(f"--shard-size {shard_size}: must be positive")
     n = len(engine.samples)
-    shards = [(lo, min(n, lo + shard_size)) for lo in range(0, n, shard_size)]
+    first, last = sample_range or (0, n)
+    # shards keep their global boundaries, so a range's shards are the same files a whole run writes
+    shards = [(max(lo, first), min(n, lo + shard_size, last)) for lo in range(0, n, shard_size)]
+    shards = [(lo, hi) for lo, hi in shards if lo < hi]
     rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
     mine = [s for i, s in enumerate(shards) if i % world == rank]
     template: ProbeCounts | None = None

@@ -84,6 +84,8 @@ class AuditResult:
     counts: dict[str, ProbeCounts] = field(default_factory=dict, repr=False)
     remote: dict[str, Any] | None = None
     """Served models' endpoints, access modes and queries used (io/remote); None when every model was local."""
+    sequential: dict[str, Any] | None = None
+    """A sequential audit's looks, stopping look and cost (unlearn_audit/sequential.py); None for a full audit."""
 
     @property
     def mode(self) -> str:
@@ -193,6 +195,8 @@ class AuditResult:
         }
         if self.remote is not None:
             out["remote"] = self.remote
+        if self.sequential is not None:
+            out["sequential"] = self.sequential
         out["provenance"] = {
             **self.provenance,
             "tool": {"name": "unlearn-audit", "version": __version__},

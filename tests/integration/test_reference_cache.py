@@ -163,20 +163,31 @@ def test_cli_cache_flags(cli, tmp_path):
     assert bad.code == 2 and "contradict" in bad.err
 
 
-def test_stop_at_residual_keeps_the_verdict_and_skips_the_rest():
-    """A remediation trial's audit stops after the first counted probe that finds residual knowledge: the verdict
-    kind is the full audit's (residual knowledge wins in ``combine``), and the skipped probes are recorded."""
-    audit = _audit(False, forget=_forget(200))  # enough samples for the original's residual to be decided
+def test_a_remediation_trial_is_a_sequential_audit():
+    """A remediation trial's audit looks at the forget set in stages (unlearn_audit/sequential.py): it keeps the
+    full audit's verdict, and a clear model stops at an early look."""
+    audit = _audit(False, forget=_forget(200))
     full = audit.run(ORIGINAL)
-    quick = audit.run(ORIGINAL, stop_at_residual=True)
-    assert full.verdict.kind == quick.verdict.kind == "residual_knowledge"
-    assert full.probes["gaussian"].verdict.kind == "residual_knowledge"  # the first probe decides
-    assert quick.provenance["stopped_early"] == {"after": "gaussian", "skipped": ["fgsm", "pgd"]}
-    assert set(quick.probes) == {"gaussian"} and any("Stopped early" in n for n in quick.notes)
-    assert quick.probes["gaussian"].to_dict() == full.probes["gaussian"].to_dict()  # same level (3 probes planned)
-    retrain = FMNIST / "retrain-4.safetensors"  # an honest retrain: nothing to stop on, the audit is complete
+    trial = audit.run(ORIGINAL, stop_at_residual=True)
+    assert full.verdict.kind == trial.verdict.kind == "residual_knowledge"
+    assert full.sequential is None and trial.sequential is not None
+    assert set(trial.probes) == {"gaussian", "fgsm", "pgd"}  # every probe runs on the samples seen
+    assert all(look["level"] > full.probes["gaussian"].pooled.level for look in trial.sequential["looks"])
+    ga = audit.run(FMNIST / "ga.safetensors", stop_at_residual=True)  # far below the band: decided early
+    assert ga.verdict.kind == "over_unlearning" and ga.sequential["samples_used"] < 200
+    assert ga.sequential["evaluations_used"] < ga.sequential["evaluations_full"]
+    retrain = FMNIST / "retrain-4.safetensors"  # an honest retrain: nothing above the band, never residual
     honest = audit.run(retrain, stop_at_residual=True)
-    assert "stopped_early" not in honest.provenance and set(honest.probes) == {"gaussian", "fgsm", "pgd"}
+    assert honest.verdict.kind != "residual_knowledge" and "stopped_early" not in honest.provenance
+
+
+def test_a_trial_stops_at_the_first_residual_probe_and_a_check_when_every_probe_is_decided():
+    from unlearn_audit.sequential import may_stop
+
+    assert may_stop(["above", None], residual=True, stop_at_residual=True)  # a trial: residual decides it
+    assert not may_stop(["above", None], residual=True, stop_at_residual=False)  # check: every probe decided
+    assert may_stop(["above", "inside", "below"], residual=True, stop_at_residual=False)
+    assert not may_stop(["inside", None], residual=False, stop_at_residual=True)
 
 
 @pytest.mark.training
@@ -192,7 +203,8 @@ def test_search_trials_reuse_the_reference_side_and_report_a_complete_audit():
     )
     trials = result.trials
     assert result.before.provenance["reference_cache"]["hit"] is False
-    assert trials[0]["verdict"] == "residual_knowledge" and trials[0]["probes_skipped"] == ["fgsm"]
+    assert trials[0]["verdict"] == "residual_knowledge" and trials[0]["probes_skipped"] == []
+    assert trials[0]["samples_used"] <= 200  # a sequential trial (looks; it may need every sample)
     assert set(result.after.probes) == {"gaussian", "fgsm"}  # the reported audit ran every probe
-    assert "stopped_early" not in result.after.provenance
+    assert "stopped_early" not in result.after.provenance and result.after.sequential is None
     assert result.after.provenance["reference_cache"]["hit"] is True  # from memory: computed once, by `before`

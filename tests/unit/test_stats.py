@@ -259,3 +259,30 @@ def test_chunked_bootstrap_weights_match_their_dense_form(monkeypatch):
     assert np.allclose((w * row).sum(axis=1), dense @ row)
     est = ratio_of_means(x[:, 0], x[:, 1], w, 0.95, "bca")
     assert est.lo <= est.value <= est.hi
+
+
+def test_bca_at_a_sequential_looks_level_stays_inside_the_replicates():
+    """An early look asks for a 99.99999 % interval; with skewed data the BCa map leaves its domain (its
+    denominator turns negative). The end is then the extreme replicate, never a crash or NaN."""
+    from unlearn_audit.stats.bootstrap import bca_interval
+
+    rng = np.random.default_rng(0)
+    x = rng.exponential(size=30) ** 3
+    replicates = np.array([rng.choice(x, 30).mean() for _ in range(2000)])
+    jack = np.array([np.delete(x, i).mean() for i in range(30)])
+    for level in (0.95, 0.9999, 1 - 1e-10):
+        lo, hi = bca_interval(float(x.mean()), replicates, jack, level)
+        assert replicates.min() <= lo < hi <= replicates.max()
+
+
+def test_levels_beyond_the_replicates_use_the_normal_interval():
+    from unlearn_audit.stats.bootstrap import interval
+
+    rng = np.random.default_rng(1)
+    replicates = rng.normal(1.0, 0.1, size=2000)
+    usual = interval(1.0, replicates, 0.983, "percentile")
+    assert usual.method == "bootstrap-percentile"  # the full audit's levels are untouched
+    extreme = interval(1.0, replicates, 1 - 1e-10, "bca", lambda: replicates[:50])
+    assert extreme.method == "bootstrap-normal"
+    assert extreme.lo < replicates.min() and extreme.hi > replicates.max()  # wider than the replicates reach
+    assert extreme.hi - 1.0 == pytest.approx(6.47 * 0.1, rel=0.05)  # z(1e-10 / 2) ≈ 6.47

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from .. import console
+from ..config import AuditConfig
+from ..errors import ConfigError
 from ..render import render_result
 from .groups import OptionGroup, with_option_groups
 from .options import (
@@ -23,6 +26,7 @@ from .options import (
     load_audit,
     write_json,
 )
+from .parsing import parse_taus
 from .remote import ModelSources, RemoteAccess
 
 USAGE = "unlearn-audit check MODEL --forget FORGET --reference REF [--reference REF ...] [options]"
@@ -64,6 +68,60 @@ class LongRuns(OptionGroup):
     shard_size: Annotated[
         int, typer.Option("--shard-size", help="Forget samples per checkpoint / distributed work unit.")
     ] = 256
+
+
+@dataclass(frozen=True)
+class SequentialSettings(OptionGroup):
+    """Sequential audits that stop when the answer is known (docs/methodology.md, "Sequential audits")."""
+
+    stop_early: Annotated[
+        bool,
+        typer.Option(
+            "--stop-early",
+            help="Look at the forget set in stages (seeded order) and stop once every counted probe is decided; alpha spending keeps the false-finding rate.",
+        ),
+    ] = False
+    looks: Annotated[
+        str,
+        typer.Option(
+            "--looks", help="With --stop-early: shares of the forget set seen at each look, e.g. 1/8,1/4,1/2,1."
+        ),
+    ] = "1/8,1/4,1/2,1"
+    spending: Annotated[
+        str,
+        typer.Option(
+            "--spending",
+            help="With --stop-early: alpha spending over the looks, pocock (stops earlier) or obrien-fleming (final look nearest the full audit).",
+        ),
+    ] = "pocock"
+    per_sample: Annotated[
+        str,
+        typer.Option(
+            "--per-sample",
+            help="With --stop-early: per-sample evidence for the samples seen (seen) or for every sample (all; finishes the rest).",
+        ),
+    ] = "seen"
+
+    def apply(self, config: AuditConfig) -> AuditConfig:
+        """``config`` with these settings; the sequential ones without --stop-early are an error, not ignored."""
+        changed = [flag for flag, value, default in self._changed() if value != default]
+        if changed and not self.stop_early:
+            raise ConfigError(f"{', '.join(changed)}: only with --stop-early")
+        looks = parse_taus(self.looks, "--looks") or ()
+        settings: dict[str, Any] = {
+            "stop_early": self.stop_early,
+            "looks": looks,
+            "spending": self.spending,
+            "per_sample": self.per_sample,
+        }
+        return dataclasses.replace(config, **settings)
+
+    def _changed(self) -> list[tuple[str, str, str]]:
+        return [
+            ("--looks", self.looks, "1/8,1/4,1/2,1"),
+            ("--spending", self.spending, "pocock"),
+            ("--per-sample", self.per_sample, "seen"),
+        ]
 
 
 @dataclass(frozen=True)
@@ -115,6 +173,7 @@ def check(
     remote: RemoteAccess,
     output: OutputSettings,
     cache: CacheSettings,
+    sequential: SequentialSettings,
 ) -> int:
     """Audit MODEL: does it still know the forget set? Exit 0 pass, 1 finding, 2 bad input, 3 inconclusive.
 
@@ -124,7 +183,7 @@ def check(
 
     output.configure()
     report.validate()
-    config = probing.config(policy.policy(), metrics.panel)
+    config = sequential.apply(probing.config(policy.policy(), metrics.panel))
     dist = current()
     sources = ModelSources(
         remote, seed=config.library_seed("remote"), num_classes=models.num_classes, work_dir=long_runs.work_dir

@@ -14,7 +14,7 @@ def parse_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def parse_taus(text: str | None) -> tuple[float, ...] | None:
+def parse_taus(text: str | None, flag: str = "--taus") -> tuple[float, ...] | None:
     """``0,0.01,0.02`` or ``start:stop:n`` (inclusive linspace); numbers may be fractions like ``8/255``."""
     if text is None:
         return None
@@ -27,19 +27,19 @@ def parse_taus(text: str | None) -> tuple[float, ...] | None:
                 return float(num) / float(den)
             return float(item)
         except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"--taus {text!r}: {item!r} is not a number (use 0.01 or 8/255)") from None
+            raise ConfigError(f"{flag} {text!r}: {item!r} is not a number (use 0.01 or 8/255)") from None
 
     if ":" in text:
         parts = text.split(":")
         if len(parts) != 3:
-            raise ConfigError(f"--taus {text!r}: write start:stop:n, e.g. 0:8/255:11")
+            raise ConfigError(f"{flag} {text!r}: write start:stop:n, e.g. 0:8/255:11")
         start, stop = number(parts[0]), number(parts[1])
         try:
             count = int(parts[2])
         except ValueError:
-            raise ConfigError(f"--taus {text!r}: n must be an integer") from None
+            raise ConfigError(f"{flag} {text!r}: n must be an integer") from None
         if count < 1:
-            raise ConfigError(f"--taus {text!r}: n must be at least 1")
+            raise ConfigError(f"{flag} {text!r}: n must be at least 1")
         import numpy as np
 
         return tuple(float(t) for t in np.linspace(start, stop, count))

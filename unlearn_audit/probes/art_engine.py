@@ -191,5 +191,7 @@ class ArtEngine(Engine):
             _ArtRows(probe, self), sample_range=sample_range, draws=draws, reference_side=reference_side, task=task
         )
 
-    def reference_side(self, probe: Probe, *, draws: int | None = None) -> ReferenceSide:
-        return super().reference_side(_ArtRows(probe, self), draws=draws)
+    def reference_side(
+        self, probe: Probe, *, draws: int | None = None, sample_range: tuple[int, int] | None = None
+    ) -> ReferenceSide:
+        return super().reference_side(_ArtRows(probe, self), draws=draws, sample_range=sample_range)

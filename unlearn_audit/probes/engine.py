@@ -273,8 +273,11 @@ class Engine:
             evaluated=evaluated,
         )
 
-    def reference_side(self, probe: Probe, *, draws: int | None = None) -> ReferenceSide:
-        """The references' share of ``probe``'s counts over all samples (see :mod:`.reference_side`).
+    def reference_side(
+        self, probe: Probe, *, draws: int | None = None, sample_range: tuple[int, int] | None = None
+    ) -> ReferenceSide:
+        """The references' share of ``probe``'s counts over all samples, or the half-open ``sample_range``
+        (zeros elsewhere; a sequential audit's looks), see :mod:`.reference_side`.
 
         Random probes: every reference's prediction on every draw. Adversarial probes crafted on the
         references with K >= 2: the blocks of rows crafted on each reference. Otherwise nothing is stored and
@@ -289,7 +292,8 @@ class Engine:
         if not refs or not self.stores_reference_side(probe) or (probe.adversarial and not blocks):
             return out
         passes: list[tuple[int, ...]] = [(a,) for a in refs] if probe.adversarial else [()]
-        task = self.progress.start(f"{probe_label(probe)} (references)", n)
+        lo, hi = sample_range or (0, n)
+        task = self.progress.start(f"{probe_label(probe)} (references)", hi - lo)
         per_draw = 1.0 / (n_tau * cfg.draws * len(passes))
 
         def advance(done: float) -> None:
@@ -301,7 +305,7 @@ class Engine:
             correct = np.zeros((len(refs), len(refs), n, n_tau), dtype=np.int64)
             disagree = np.zeros_like(correct)
         try:
-            for start, stop, ctx in self._chunks(probe, cfg, 0, n):
+            for start, stop, ctx in self._chunks(probe, cfg, lo, hi):
                 for anchors in passes:
                     if not probe.adversarial:
                         record = {m: predictions[k, start:stop] for k, m in enumerate(refs)}

@@ -87,6 +87,29 @@ class ReferenceSide:
             "samples": len(self.sample_ids),
         }
 
+    def filled_from(self, other: ReferenceSide, lo: int, hi: int) -> ReferenceSide:
+        """This side with samples ``lo:hi`` taken from ``other`` (same settings, computed for that range)."""
+        if (other.probe, other.draws, other.references, other.sample_ids) != (
+            self.probe,
+            self.draws,
+            self.references,
+            self.sample_ids,
+        ):
+            raise ValueError("reference sides for different probes, draws, references or samples cannot be joined")
+        out = {}
+        for name in ("predictions", "correct", "disagree"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is None or theirs is None:
+                out[name] = mine if theirs is None else theirs
+                continue
+            joined = mine.copy()
+            axis = 1 if name == "predictions" else 2
+            index = [slice(None)] * joined.ndim
+            index[axis] = slice(lo, hi)
+            joined[tuple(index)] = theirs[tuple(index)]
+            out[name] = joined
+        return replace(self, **out)
+
     def take(self, index: np.ndarray) -> ReferenceSide:
         """The same references' share restricted to samples ``index`` (positions along ``N``)."""
         index = np.asarray(index, dtype=np.int64)

@@ -8,10 +8,13 @@ a trial whose audit still finds residual knowledge raises the knob, one that ove
 more than the budget) lowers it.
 
 Trials are cheap to audit: the references' share of every probe is computed once (by the ``before`` audit) and
-reused, and a search trial's audit stops after the first counted probe that finds residual knowledge (the
-overall verdict is then ``residual_knowledge`` whatever the other probes show, so the search's direction is
-the same; ``probes_skipped`` in the trial record lists what was not run). The chosen trial's audit is re-run in
-full when it stopped early, so the report's ``after`` is always a complete audit.
+reused, and a search trial's audit is sequential (unlearn_audit/sequential.py): it looks at the forget set in
+stages and stops at the first look where a counted probe is decided ``residual_knowledge`` (the overall
+verdict is then ``residual_knowledge`` whatever the other probes show, so the search's direction is the same)
+or every counted probe is decided; ``samples_used`` in the trial record says how far it got. Audits without
+references, or under torchrun, stop after the first probe that finds residual knowledge instead
+(``probes_skipped``). The chosen trial's audit is re-run as the user's audit when it was cut short this way, so
+the report's ``after`` is always the same audit as ``before``, and the success is judged on it.
 """
 
 from __future__ import annotations
@@ -109,7 +112,14 @@ def _trial_record(
         "success": success,
         "seconds": round(seconds, 2),
         "probes_skipped": list(result.provenance.get("stopped_early", {}).get("skipped", [])),
+        **({"samples_used": result.sequential["samples_used"]} if result.sequential is not None else {}),
     }
+
+
+def partial(result: AuditResult, config: AuditConfig) -> bool:
+    """A search trial's audit is not the audit the user asked for: it skipped probes after a finding, or it was
+    sequential (looks, alpha spending) where the user's audit is not."""
+    return "stopped_early" in result.provenance or (result.sequential is not None and not config.stop_early)
 
 
 def trial_outcome(name: str, trial: dict[str, Any], budget: float) -> str:
@@ -217,8 +227,9 @@ def remediate(
                 break
     chosen = _choose(trials)
     fixed, after, resolved, retain_after, test_after = outcomes[chosen]
-    if "stopped_early" in after.provenance:  # the report's "after" is always a complete audit
+    if partial(after, audit.config):  # the report's "after" is always the same audit as "before"
         after = audit.run(fixed)
+        trials[chosen]["success"] = after.verdict.kind == "pass" and trials[chosen]["retain_drop_points"] <= budget
     success = bool(trials[chosen]["success"])
     drop = trials[chosen]["retain_drop_points"]
     if success:

@@ -22,6 +22,11 @@ from .intervals import Estimate
 #: product instead of being held in memory, so memory does not grow with the forget set.
 MAX_DENSE_WEIGHTS = 2 * 1024**2
 
+#: Fewer replicates than this beyond an interval end (``(1 − level)/2 × replicates``): the end is taken from the
+#: normal approximation instead of a quantile (see :func:`interval`). At the default 2,000 replicates this is a
+#: level above 99.9 %, which only a sequential audit's early looks (or more than 25 counted probes) ask for.
+MIN_TAIL_REPLICATES = 2
+
 
 def _multinomial_rows(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
     idx = rng.integers(0, n, size=(rows, n))
@@ -109,7 +114,13 @@ def bca_interval(estimate: float, replicates: np.ndarray, jackknife: np.ndarray,
     alpha = 1.0 - level
     quantiles = []
     for z_alpha in (stats.norm.ppf(alpha / 2), stats.norm.ppf(1 - alpha / 2)):
-        adj = z0 + (z0 + z_alpha) / (1 - accel * (z0 + z_alpha))
+        denominator = 1 - accel * (z0 + z_alpha)
+        if denominator <= 0 or not np.isfinite(denominator):
+            # a very high level (a sequential audit's early look) with skewed data: the BCa map leaves its domain;
+            # the interval end is then the most extreme replicate on that side (the conservative limit)
+            quantiles.append(0.0 if z_alpha < 0 else 1.0)
+            continue
+        adj = z0 + (z0 + z_alpha) / denominator
         quantiles.append(float(np.clip(stats.norm.cdf(adj), 0.0, 1.0)))
     lo, hi = np.quantile(finite, quantiles)
     return float(lo), float(hi)
@@ -122,7 +133,17 @@ def interval(
     method: str,
     jackknife: Callable[[], np.ndarray] | None = None,
 ) -> Estimate:
-    """An :class:`Estimate` from bootstrap replicates; ``method`` is ``percentile`` or ``bca``."""
+    """An :class:`Estimate` from bootstrap replicates; ``method`` is ``percentile`` or ``bca``.
+
+    At a level whose tails hold fewer than :data:`MIN_TAIL_REPLICATES` replicates (a sequential audit's early
+    looks ask for 99.99…%), no quantile of the replicates can stand for the interval end: the interval is then
+    the normal one, ``estimate ± z·sd(replicates)`` (``bootstrap-normal``), which keeps its nominal level as
+    the level grows instead of stopping at the most extreme replicate."""
+    finite = replicates[np.isfinite(replicates)]
+    tail = (1.0 - level) / 2.0
+    if tail * replicates.size < MIN_TAIL_REPLICATES and finite.size >= 0.9 * replicates.size and finite.size > 1:
+        half = float(stats.norm.isf(tail) * np.std(finite, ddof=1))
+        return Estimate(float(estimate), float(estimate) - half, float(estimate) + half, "bootstrap-normal", level)
     if method == "bca" and jackknife is not None:
         lo, hi = bca_interval(estimate, replicates, jackknife(), level)
         name = "bootstrap-bca"
