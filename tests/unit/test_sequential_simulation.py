@@ -279,7 +279,7 @@ def test_power_against_the_full_audit(simulation_report: Callable[[str], None]):
         k_full, _ = runs.rate("full", found)
         used = runs.share_used("sequential")
         simulation_report(
-            f"power, {name} residual (delta = {runs.world.residual} on the logit, R ≈ {np.mean(runs.truth):.3f}, "
+            f"power, {name} (delta = {runs.world.residual} on the logit, R ≈ {np.mean(runs.truth):.3f}, "
             f"{n} audits, {runs.seconds:.1f} s): sequential {k / n:.3f}, full audit {k_full / n:.3f}, "
             f"mean share of samples used {used:.3f}"
         )
