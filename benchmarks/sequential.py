@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--pgd-draws", type=int, default=4, help="PGD's draws (the README's GD run: 4)")
     parser.add_argument("--taus", type=int, default=5, help="τ values from 0 to 8/255 (the README's GD run: 5)")
     parser.add_argument("--probes", default="gaussian,fgsm,pgd")
-    parser.add_argument("--spending", default="pocock")
+    parser.add_argument("--spending", default="obrien-fleming")
     parser.add_argument("--cases", default="fmnist,digits-whole-class,digits-random")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args()

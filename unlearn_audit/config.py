@@ -56,7 +56,7 @@ class AuditConfig:
     counted probe is decided, under alpha spending so the false-finding rate holds under optional stopping."""
     looks: tuple[float, ...] = DEFAULT_LOOKS
     """A sequential audit's planned looks, as shares of the forget set (increasing, the last 1)."""
-    spending: Literal["obrien-fleming", "pocock"] = "pocock"
+    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
     """The alpha-spending function over the looks (Lan–DeMets type; docs/methodology.md)."""
     per_sample: Literal["seen", "all"] = "seen"
     """A sequential audit's per-sample evidence: the samples seen when it stopped, or ``all`` (finishes the rest

@@ -7,7 +7,7 @@ stages and stop as soon as every counted probe is decided.
 * At look k every counted probe is analysed exactly as the full audit analyses it (pooled R, or D for a whole
   class, against the leave-one-out null band), on the samples seen so far, at the confidence level of the
   look's *repeated confidence interval* (:mod:`unlearn_audit.stats.sequential`): alpha spending over the looks
-  (Lan–DeMets, Pocock type by default, O'Brien–Fleming type on request) of each probe's Bonferroni share ``α / P``. A probe is decided
+  (Lan–DeMets, O'Brien–Fleming type by default, Pocock type on request) of each probe's Bonferroni share ``α / P``. A probe is decided
   when its interval lies wholly above, below or inside the band.
 * The audit stops at the first look where every counted probe is decided (a remediation trial also stops
   as soon as one counted probe is decided ``residual_knowledge``, which decides the overall verdict); otherwise

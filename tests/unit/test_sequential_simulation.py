@@ -69,7 +69,13 @@ Designs = dict[str, tuple[list[tuple[int, float]], frozenset[str]]]
 def designs(n: int) -> Designs:
     full = look_levels(n, (1.0,), ALPHA, "obrien-fleming", POLICY)
     obf = look_levels(n, DEFAULT_LOOKS, ALPHA, "obrien-fleming", POLICY)
-    return {"full": (full, DECIDED), "sequential": (obf, FINDINGS), "early-pass": (obf, DECIDED)}
+    pocock = look_levels(n, DEFAULT_LOOKS, ALPHA, "pocock", POLICY)  # --spending pocock: reported, not the default
+    return {
+        "full": (full, DECIDED),
+        "sequential": (obf, FINDINGS),  # the shipped default (AuditConfig.spending)
+        "sequential-pocock": (pocock, FINDINGS),
+        "early-pass": (obf, DECIDED),
+    }
 
 
 @dataclass
@@ -282,6 +288,11 @@ def test_power_against_the_full_audit(simulation_report: Callable[[str], None]):
             f"power, {name} (delta = {runs.world.residual} on the logit, R ≈ {np.mean(runs.truth):.3f}, "
             f"{n} audits, {runs.seconds:.1f} s): sequential {k / n:.3f}, full audit {k_full / n:.3f}, "
             f"mean share of samples used {used:.3f}"
+        )
+        k_pocock, _ = runs.rate("sequential-pocock", found)
+        simulation_report(
+            f"  --spending pocock, {name}: power {k_pocock / n:.3f}, mean share of samples used "
+            f"{runs.share_used('sequential-pocock'):.3f} (its wider last look costs power)"
         )
         assert k / n >= k_full / n - tolerance, (k, k_full, n)
     assert simulated("clear").share_used("sequential") <= 0.6

@@ -91,9 +91,9 @@ class SequentialSettings(OptionGroup):
         str,
         typer.Option(
             "--spending",
-            help="With --stop-early: alpha spending over the looks, pocock (stops earlier) or obrien-fleming (final look nearest the full audit).",
+            help="With --stop-early: alpha spending over the looks, obrien-fleming (last look nearest the full audit) or pocock (stops earlier, wider last look).",
         ),
-    ] = "pocock"
+    ] = "obrien-fleming"
     per_sample: Annotated[
         str,
         typer.Option(
@@ -119,7 +119,7 @@ class SequentialSettings(OptionGroup):
     def _changed(self) -> list[tuple[str, str, str]]:
         return [
             ("--looks", self.looks, "1/8,1/4,1/2,1"),
-            ("--spending", self.spending, "pocock"),
+            ("--spending", self.spending, "obrien-fleming"),
             ("--per-sample", self.per_sample, "seen"),
         ]
 
