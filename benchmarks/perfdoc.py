@@ -16,7 +16,12 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 TITLE = "# Performance"
-ORDER = ("check", "levers", "engine")  # the sections, in the document's order ("levers" is written by hand)
+ORDER = (
+    "check",
+    "levers",
+    "sequential",
+    "engine",
+)  # the sections, in the document's order ("levers" is written by hand)
 
 
 def matmul_peak(dtype: torch.dtype, seconds: float = 1.5) -> float:
@@ -66,7 +71,7 @@ def flops_per_row(model: torch.nn.Module, shape: tuple[int, ...]) -> tuple[float
     return forward, counter.get_total_flops() / 4
 
 
-WRITERS = {"check": "benchmarks/check.py", "engine": "benchmarks/probes.py"}
+WRITERS = {"check": "benchmarks/check.py", "engine": "benchmarks/probes.py", "sequential": "benchmarks/sequential.py"}
 
 
 def _marker(name: str, end: bool = False) -> str:

@@ -101,9 +101,10 @@ def _compare(
                 "evaluations_full": seq.get("evaluations_full"),
                 "share": seq["evaluations_used"] / seq["evaluations_full"] if seq.get("evaluations_full") else None,
                 "seconds_sequential": round(seconds, 1),
+                "looks_taken": seq.get("looks"),
             }
         )
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "looks_taken"}), flush=True)
     for row in rows:
         row["seconds_full_all_models"] = round(full_seconds, 1)
     return rows
@@ -124,6 +125,19 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         lines.append(
             f"| {r['case']} | {r['model']} | {r['full']} | {r['sequential']}{same} | {r['stopped_at_look']} of "
             f"{r['looks']} | {r['samples_used']} / {r['samples_total']} | {r['share']:.3f} |"
+        )
+    late = [r for r in rows if r["looks_taken"] and r["stopped_at_look"] == r["looks"] and r["looks"] > 1]
+    late = [r for r in late if r["sequential"] in ("residual_knowledge", "over_unlearning")]
+    if late:
+        lines += ["", "Findings that needed every sample, at the look before the last (the decisive probe):", ""]
+    for r in late:
+        last, before = r["looks_taken"][-1], r["looks_taken"][-2]
+        name = next(p for p, v in last["probes"].items() if v["decided"] in ("above", "below"))
+        p = before["probes"][name]
+        lines.append(
+            f"- {r['case']}, {r['model']}: at look {before['look']} ({before['samples']} samples, level "
+            f"{100 * before['level']:.3f} %) {name} read {p['statistic']} = {p['value']:.3f} [{p['ci'][0]:.3f}, "
+            f"{p['ci'][1]:.3f}] against the band [{p['band'][0]:.3f}, {p['band'][1]:.3f}]: not yet outside it."
         )
     lines += [
         "",
