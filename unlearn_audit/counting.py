@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -28,17 +28,15 @@ from .probes.reference_side import ReferenceSide
 from .progress import NULL_PROGRESS, phase
 from .reference_cache import model_identity, reference_key, reference_side_for
 
-if TYPE_CHECKING:
-    from .audit import Audit
-
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class CountPlan:
-    """Engines and settings shared by every probe of one ``run_many`` call (see the module docstring)."""
+    """Engines and settings shared by every probe of one ``run_many`` call (see the module docstring). ``audit`` is
+    the :class:`~unlearn_audit.audit.Audit` that owns the plan (typed loosely: audit.py sits above this module)."""
 
-    audit: Audit
+    audit: Any
     subjects: list[AuditableModel]
     probes: list[Probe]
     forget: Samples
@@ -57,7 +55,7 @@ class CountPlan:
     dict, so a remediation trial's looks continue where an earlier trial's stopped)."""
 
     @classmethod
-    def build(cls, audit: Audit, subjects: list[AuditableModel], probes: list[Probe], forget: Samples) -> CountPlan:
+    def build(cls, audit: Any, subjects: list[AuditableModel], probes: list[Probe], forget: Samples) -> CountPlan:
         cfg = audit.config
         everything = [*subjects, *audit.references]
         dist = distributed.current()

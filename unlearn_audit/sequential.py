@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +44,6 @@ from .policy import classify
 from .probes import Probe, ProbeCounts, probe_label
 from .progress import phase
 from .stats.sequential import Design, design, look_sizes
-
-if TYPE_CHECKING:
-    from .audit import Audit
 
 DECISIONS = {"residual_knowledge": "above", "over_unlearning": "below", "pass": "inside", "inconclusive": None}
 
@@ -78,7 +75,7 @@ def evaluations(counts: ProbeCounts, samples: int) -> int:
 class Sequential:
     """One sequential run of ``Audit.run_many`` (see the module docstring)."""
 
-    audit: Audit
+    audit: Any
     subjects: list[AuditableModel]
     probes: list[Probe]
     stop_at_residual: bool
@@ -96,7 +93,7 @@ class Sequential:
 
     @classmethod
     def plan(
-        cls, audit: Audit, subjects: list[AuditableModel], probes: list[Probe], stop_at_residual: bool = False
+        cls, audit: Any, subjects: list[AuditableModel], probes: list[Probe], stop_at_residual: bool = False
     ) -> Sequential:
         cfg, policy = audit.config, audit.config.policy
         if not audit.references:
