@@ -129,15 +129,17 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     late = [r for r in rows if r["looks_taken"] and r["stopped_at_look"] == r["looks"] and r["looks"] > 1]
     late = [r for r in late if r["sequential"] in ("residual_knowledge", "over_unlearning")]
     if late:
-        lines += ["", "Findings that needed every sample, at the look before the last (the decisive probe):", ""]
+        lines += ["", "Findings that needed every sample: where they stood at the look before the last.", ""]
     for r in late:
-        last, before = r["looks_taken"][-1], r["looks_taken"][-2]
-        name = next(p for p, v in last["probes"].items() if v["decided"] in ("above", "below"))
-        p = before["probes"][name]
+        before = r["looks_taken"][-2]
+        stood = "; ".join(
+            f"{name} {p['statistic']} = {p['value']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}] against "
+            f"[{p['band'][0]:.3f}, {p['band'][1]:.3f}] ({p['decided'] or 'undecided'})"
+            for name, p in before["probes"].items()
+        )
         lines.append(
-            f"- {r['case']}, {r['model']}: at look {before['look']} ({before['samples']} samples, level "
-            f"{100 * before['level']:.3f} %) {name} read {p['statistic']} = {p['value']:.3f} [{p['ci'][0]:.3f}, "
-            f"{p['ci'][1]:.3f}] against the band [{p['band'][0]:.3f}, {p['band'][1]:.3f}]: not yet outside it."
+            f"- {r['case']}, {r['model']}, look {before['look']} ({before['samples']} samples, level "
+            f"{100 * before['level']:.3f} %): {stood}."
         )
     lines += [
         "",

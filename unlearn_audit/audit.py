@@ -209,7 +209,7 @@ class Audit:
         # a remediation trial (stop_at_residual) is a sequential audit too: one still clearly residual stops early
         trial = stop_at_residual and bool(self.references) and len(subjects) == 1 and distributed.current() is None
         if cfg.stop_early or trial:
-            sequential = Sequential.plan(self, subjects, probes, stop_at_residual)
+            sequential = Sequential.plan(self, subjects, probes)
             forget_counts, holdout_counts, plan = sequential.run()
             stopped = None
         else:

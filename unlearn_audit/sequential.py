@@ -9,9 +9,9 @@ stages and stop as soon as every counted probe is decided.
   look's *repeated confidence interval* (:mod:`unlearn_audit.stats.sequential`): alpha spending over the looks
   (Lan–DeMets, O'Brien–Fleming type by default, Pocock type on request) of each probe's Bonferroni share ``α / P``. A probe is decided
   when its interval lies wholly above, below or inside the band.
-* The audit stops at the first look where every counted probe is decided (a remediation trial also stops
-  as soon as one counted probe is decided ``residual_knowledge``, which decides the overall verdict); otherwise
-  it runs to the last look, whose verdict stands. Because repeated intervals cover the truth at every look
+* The audit stops at the first look where every counted probe is decided, or where one counted probe is
+  decided ``residual_knowledge``, which decides the overall verdict whatever the others show
+  (``policy.combine``); otherwise it runs to the last look, whose verdict stands. Because repeated intervals cover the truth at every look
   simultaneously, the reported interval keeps its level whichever look the audit stops at, and the chance of
   a false finding stays ≤ α.
 * Only findings stop an audit early: before the last look a probe is decided only when its interval lies wholly
@@ -59,10 +59,10 @@ def prefix(counts: ProbeCounts, n: int) -> ProbeCounts:
     )
 
 
-def may_stop(decisions: list[str | None], residual: bool, stop_at_residual: bool) -> bool:
-    """Whether one model's audit may stop at a look: every counted probe decided (above, below or inside), or,
-    in a remediation trial, one counted probe decided residual knowledge (the overall verdict then is that)."""
-    return all(d is not None for d in decisions) or (stop_at_residual and residual)
+def may_stop(decisions: list[str | None], residual: bool) -> bool:
+    """Whether one model's audit may stop at a look: every counted probe decided, or one counted probe decided
+    residual knowledge, which decides the overall verdict whatever the others show (``policy.combine``)."""
+    return all(d is not None for d in decisions) or residual
 
 
 def evaluations(counts: ProbeCounts, samples: int) -> int:
@@ -78,7 +78,6 @@ class Sequential:
     audit: Any
     subjects: list[AuditableModel]
     probes: list[Probe]
-    stop_at_residual: bool
     order: np.ndarray
     ordered: Samples
     sizes: list[int]
@@ -92,9 +91,7 @@ class Sequential:
     stopping look's."""
 
     @classmethod
-    def plan(
-        cls, audit: Any, subjects: list[AuditableModel], probes: list[Probe], stop_at_residual: bool = False
-    ) -> Sequential:
+    def plan(cls, audit: Any, subjects: list[AuditableModel], probes: list[Probe]) -> Sequential:
         cfg, policy = audit.config, audit.config.policy
         if not audit.references:
             raise ConfigError(
@@ -112,7 +109,7 @@ class Sequential:
         counted = [p for p in probes if policy.counts_probe(probe_label(p))]
         alpha = policy.alpha / max(1, len(counted))
         plan = design([s / n for s in sizes], alpha, cfg.spending) if n else design([1.0], alpha, cfg.spending)
-        return cls(audit, subjects, probes, stop_at_residual, order, ordered, sizes or [n], plan)
+        return cls(audit, subjects, probes, order, ordered, sizes or [n], plan)
 
     @property
     def level(self) -> float:
@@ -183,7 +180,7 @@ class Sequential:
                 }
             record["subjects"][subject.meta.name] = probes
             decisions = [p["decided"] for p in probes.values()]
-            stop = stop and may_stop(decisions, residual, self.stop_at_residual and len(self.subjects) == 1)
+            stop = stop and may_stop(decisions, residual)
         self.looks.append(record)
         return stop
 
@@ -197,6 +194,14 @@ class Sequential:
             f"{share:.0%} of the full audit's model evaluations; intervals are repeated confidence intervals at "
             f"{self.level:.4%}."
         )
+        probes = self.looks[-1]["subjects"].get(subject, {}) if self.looks else {}
+        open_probes = [name for name, p in probes.items() if p["decided"] is None]
+        if used < n and open_probes:
+            found = [name for name, p in probes.items() if p["decided"] == "above"]
+            lead += (
+                f" It stopped because {', '.join(found)} found residual knowledge, which decides the overall verdict; "
+                f"{', '.join(open_probes)} were not decided on these samples and read as they stood."
+            )
         if used == n:
             return lead
         if self.finished is not None:

@@ -181,13 +181,13 @@ def test_a_remediation_trial_is_a_sequential_audit():
     assert honest.verdict.kind != "residual_knowledge" and "stopped_early" not in honest.provenance
 
 
-def test_a_trial_stops_at_the_first_residual_probe_and_a_check_when_every_probe_is_decided():
+def test_a_sequential_audit_stops_when_every_probe_is_decided_or_one_finds_residual_knowledge():
     from unlearn_audit.sequential import may_stop
 
-    assert may_stop(["above", None], residual=True, stop_at_residual=True)  # a trial: residual decides it
-    assert not may_stop(["above", None], residual=True, stop_at_residual=False)  # check: every probe decided
-    assert may_stop(["above", "inside", "below"], residual=True, stop_at_residual=False)
-    assert not may_stop(["inside", None], residual=False, stop_at_residual=True)
+    assert may_stop(["above", None], residual=True)  # residual knowledge on one probe decides the verdict
+    assert may_stop(["below", "below"], residual=False)  # every probe decided
+    assert not may_stop(["below", None], residual=False)  # over-unlearning on one probe does not decide it
+    assert not may_stop([None, None], residual=False)
 
 
 @pytest.mark.training
