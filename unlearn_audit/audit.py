@@ -34,6 +34,7 @@ from .io.models import AuditableModel, distinct_names, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
 from .panels import attach_panels
+from .pilot import DrawsAuto, resolve_draws
 from .policy import Verdict, combine
 from .probes import ProbeCounts, make_engine, make_probes, probe_label
 from .probes.access import query_only
@@ -83,6 +84,7 @@ class Audit:
         # disk in cache_dir (None: the user's cache folder; False: memory only). See reference_cache.py.
         self.reference_cache = ReferenceCache.from_setting(cache_dir)
         self._reference_identities: list[dict[str, Any]] | None = None
+        self.draws_auto: DrawsAuto | None = None  # --draws auto: the pilot's choice, made once (pilot.py)
         self.progress = progress
         self.work_dir = Path(work_dir) if work_dir is not None else None
         if shard_size < 1:
@@ -203,7 +205,7 @@ class Audit:
                 loaded = loaded.renamed(name)
             subjects.append(loaded)
         self.references = distinct_names(self.references, {s.meta.name for s in subjects})
-        cfg = self.config
+        cfg = resolve_draws(self, subjects)  # the config itself, or with the draws --draws auto chose (pilot.py)
         probes = make_probes(list(cfg.probes))
         everything = [*subjects, *self.references]
         dist = distributed.current()
@@ -428,4 +430,5 @@ class Audit:
             precision=precision,
             notes=notes,
             counts={n: c.restricted(self._subset(index, c)) for n, c in forget_counts.items()},
+            draws_auto=self.draws_auto.to_dict() if self.draws_auto is not None else None,
         )
