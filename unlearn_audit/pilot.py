@@ -2,7 +2,9 @@
 
 The pilot audits every subject against the same references on a seeded subset of the forget set
 (``min(N, max(policy.min_samples, PILOT_SAMPLES))`` samples) with ``PILOT_DRAWS`` draws per probe (fewer for a
-probe that states its own smaller default, never fewer than two). From its counts,
+probe that states its own smaller default, never fewer than two). Adversarial rows are crafted on the subjects only
+(the split needs no null band), so the pilot costs a fraction of the main run. With ``--precision auto`` the pilot
+makes its own bf16 decision on its subset; a prediction flipped in a thousand barely moves a variance split. From its counts,
 :mod:`unlearn_audit.stats.mcsplit` splits the verdict statistic's variance into its between-sample and Monte-Carlo
 parts and picks the fewest draws that keep the Monte-Carlo share at most ``config.mc_share``; the largest choice
 over the subjects is kept per probe. A ``--draws probe=N`` override wins for its probe (no pilot for it).
@@ -129,6 +131,7 @@ def run_pilot(audit: Audit, subjects: Sequence[AuditableModel]) -> DrawsAuto:
                 probe_draws=tuple(pilot_draws.items()),
                 panel="none",
                 bootstrap=200,
+                craft_on_references=False,  # the split needs the subjects' rows only, not the null band's
             )
             sub.forget = audit.forget.subset(rows, source=f"{audit.forget.source}[pilot of {len(rows)}]")
             sub.holdout, sub.original, sub.work_dir = None, None, None

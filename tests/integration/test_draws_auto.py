@@ -20,6 +20,7 @@ from unlearn_audit.audit import Audit, AuditConfig
 from unlearn_audit.comparisons import subject_series
 from unlearn_audit.report.html import render_html
 from unlearn_audit.report.json import jsonable, validate
+from unlearn_audit.report.markdown import render_markdown
 from unlearn_audit.stats.mcsplit import MAX_DRAWS, MIN_DRAWS, split_variance
 
 MODEL = FMNIST / "gd.safetensors"
@@ -71,6 +72,7 @@ def test_the_pilot_picks_draws_and_the_json_carries_the_split(audited):
             w, b = p["within_variance_per_draw"], p["between_variance"]
             assert (w / (p["draws"] - 1)) / (b + w / (p["draws"] - 1)) > p["target_share"] or p["draws"] == MIN_DRAWS
     assert "draws-auto-table" in render_html(doc)
+    assert "| fgsm | R |" in render_markdown(doc)
 
 
 @pytest.mark.slow
