@@ -132,3 +132,38 @@ def test_bad_values_are_one_line_errors(cli):
     assert_one_line_error(cli(*base, "--draws", "auto", "--mc-share", "1.5"), "--mc-share 1.5", "(0, 1)")
     screening = ("check", MODEL, "--forget", FMNIST / "forget.npz", "--holdout", FMNIST / "test.csv")
     assert_one_line_error(cli(*screening, "--draws", "auto", "--panel", "none"), "--draws auto needs --reference")
+
+
+@pytest.mark.slow
+def test_a_whole_class_is_split_on_the_excess_rate_over_every_subject():
+    """Digits with class 3 forgotten (tests/integration/test_forget_kinds.py): the references never predict it, so
+    the pilot splits D = p_m − p̄_a, and with two audited models the draws are the larger of their choices."""
+    from tests.integration.test_forget_kinds import CONFIG as KINDS
+    from tests.integration.test_forget_kinds import _scenario
+
+    original, retrains, forget = _scenario("whole-class")
+    config = dataclasses.replace(KINDS, draws_auto=True, panel="none")
+    audit = Audit(references=retrains[1:], forget=forget, config=config, cache_dir=False)
+    results = audit.run_many({"original": original, "retrain": retrains[0]})
+    auto = results["original"].to_dict()["draws_auto"]
+    assert auto == results["retrain"].to_dict()["draws_auto"]
+    assert auto["pilot"]["samples"] == min(len(forget), 64)
+    for name, p in auto["probes"].items():
+        assert p["statistic"] == "D" and p["subject"] in ("original", "retrain")
+        assert results["original"].probes[name].statistic == "excess"  # the verdict tests D too
+        assert results["original"].counts[name].draws == p["draws"]
+
+
+@pytest.mark.slow
+def test_verify_report_reruns_the_pilot_and_finds_the_same_draws(cli, tmp_path):
+    """The report's config keeps ``draws_auto: true``; verify-report reruns the pilot and compares every number,
+    the ``draws_auto`` object included."""
+    out = tmp_path / "auto.json"
+    args = ("--probes", "gaussian", "--taus", "0:8/255:3", "--draws", "auto", "--panel", "none", "--bootstrap", "300")
+    result = cli("check", MODEL, "--forget", FMNIST / "forget.npz", "--reference", REFS[0], "--reference", REFS[1],
+                 *args, "--json", out)  # fmt: skip
+    assert result.code == 1, result.err  # GD keeps residual knowledge
+    assert json.loads(out.read_text(encoding="utf-8"))["draws_auto"]["probes"]["gaussian"]["source"] == "pilot"
+    verified = cli("verify-report", out)
+    assert verified.code == 0, verified.out + verified.err
+    assert "every statistic equal the report's" in verified.out
