@@ -144,13 +144,16 @@ def run_pilot(audit: Audit, subjects: Sequence[AuditableModel]) -> DrawsAuto:
             for name, result in results.items():
                 counts = result.counts[label]
                 series = subject_series(counts, 0)
-                split = split_variance(
-                    series.u,
-                    series.v,
-                    counts.draws,
-                    tau_mask(np.asarray(counts.taus, dtype=float), cfg.policy),
-                    whole_class_threshold=cfg.policy.whole_class_threshold,
-                )
+                try:
+                    split = split_variance(
+                        series.u,
+                        series.v,
+                        counts.draws,
+                        tau_mask(np.asarray(counts.taus, dtype=float), cfg.policy),
+                        whole_class_threshold=cfg.policy.whole_class_threshold,
+                    )
+                except ValueError as exc:  # one forget sample, or no τ inside the policy's range
+                    raise ConfigError(f"--draws auto, {label}: {exc}; give --draws N instead") from exc
                 choice = choose_draws(split, cfg.mc_share, lo, hi)
                 if label not in choices or choice.draws > choices[label][1].draws:
                     choices[label] = (name, choice)

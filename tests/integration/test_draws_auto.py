@@ -167,3 +167,11 @@ def test_verify_report_reruns_the_pilot_and_finds_the_same_draws(cli, tmp_path):
     verified = cli("verify-report", out)
     assert verified.code == 0, verified.out + verified.err
     assert "every statistic equal the report's" in verified.out
+
+
+def test_a_pilot_that_cannot_split_says_so():
+    """One forget sample: a one-line ConfigError naming the fix, not a traceback."""
+    from unlearn_audit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--draws auto, gaussian: 1 samples .* give --draws N instead"):
+        _audit(1, probes=("gaussian",)).run()
