@@ -205,7 +205,8 @@ class Audit:
                 loaded = loaded.renamed(name)
             subjects.append(loaded)
         self.references = distinct_names(self.references, {s.meta.name for s in subjects})
-        cfg = resolve_draws(self, subjects)  # the config itself, or with the draws --draws auto chose (pilot.py)
+        resolve_draws(self, subjects)  # --draws auto: the pilot's draws, set on self.config (pilot.py)
+        cfg = self.config
         probes = make_probes(list(cfg.probes))
         everything = [*subjects, *self.references]
         dist = distributed.current()

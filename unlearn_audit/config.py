@@ -35,6 +35,10 @@ class AuditConfig:
     ``draws`` is then unused; a ``probe_draws`` override still wins for its probe."""
     mc_share: float = 0.10
     """With ``draws_auto``: the largest share of the verdict statistic's variance that Monte-Carlo noise may make."""
+    resolved_draws: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+    """Set by ``--draws auto``'s pilot (:func:`unlearn_audit.pilot.resolve_draws`) on the ``Audit``'s config: the
+    draws it chose per probe, which :meth:`draws_for` then returns. Not part of the JSON: the report's ``config``
+    stays what was asked, and its ``draws_auto`` object says what was chosen."""
     seed: int = 0
     """One seed for every random choice. For a seed the audited party cannot predict, use
     ``AuditConfig(...).with_secret_seed(SecretSeed.draw())``: the JSON then carries ``seed_commitment``, never the seed."""
@@ -128,7 +132,9 @@ class AuditConfig:
         return int(state[0]) & 0x7FFFFFFF
 
     def draws_for(self, probe: str) -> int:
-        return int(dict(self.probe_draws).get(probe, default_draws(probe, self.draws)))
+        """Draws of ``probe``: its ``--draws probe=N``, else what ``--draws auto`` chose, else the default."""
+        explicit, chosen = dict(self.probe_draws), dict(self.resolved_draws)
+        return int(explicit.get(probe, chosen.get(probe, default_draws(probe, self.draws))))
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -170,6 +176,7 @@ class AuditConfig:
         out["taus"] = list(self.taus)
         out["probe_draws"] = {name: int(n) for name, n in self.probe_draws}
         out["policy"] = self.policy.to_dict()
+        del out["resolved_draws"]  # the report's draws_auto object carries them
         if not self.draws_auto:  # absent unless asked for: a report's config (and its binding digest) stays as before
             del out["draws_auto"], out["mc_share"]
         if self.secret_seed:

@@ -9,9 +9,10 @@ makes its own bf16 decision on its subset; a prediction flipped in a thousand ba
 parts and picks the fewest draws that keep the Monte-Carlo share at most ``config.mc_share``; the largest choice
 over the subjects is kept per probe. A ``--draws probe=N`` override wins for its probe (no pilot for it).
 
-:func:`resolve_draws` is the one hook in :meth:`Audit.run_many`: the first run resolves the draws and the
-``Audit`` remembers them (``audit.draws_auto``), so later runs, ``run_many`` calls and remediation trials reuse the
-same draws (and the reference side cached for them). The report's ``config`` stays what was asked
+:func:`resolve_draws` is the one hook in :meth:`Audit.run_many`: the first run resolves the draws, sets them on
+``audit.config`` (``resolved_draws``, read through ``config.draws_for``) and the ``Audit`` remembers the pilot
+(``audit.draws_auto``), so later runs, ``run_many`` calls and remediation trials reuse the same draws (and the
+reference side cached for them). The report's ``config`` stays what was asked
 (``draws_auto: true``); the top-level ``draws_auto`` object says what was chosen and why.
 """
 
@@ -22,7 +23,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +37,6 @@ from .probes.registry import PROBE_FACTORIES, default_draws
 from .progress import NULL_PROGRESS, phase
 from .reference_cache import ReferenceCache
 from .stats.mcsplit import MAX_DRAWS, MIN_DRAWS, DrawsChoice, choose_draws, split_variance
-
-if TYPE_CHECKING:
-    from .audit import Audit
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +63,9 @@ class DrawsAuto:
     """Probes whose draws ``--draws probe=N`` set: no pilot for them."""
 
     @property
-    def probe_draws(self) -> tuple[tuple[str, int], ...]:
-        chosen = {name: choice.draws for name, (_, choice) in self.choices.items()}
-        return tuple({**chosen, **self.overrides}.items())
+    def chosen(self) -> tuple[tuple[str, int], ...]:
+        """The pilot's draws per probe (an override's probe is not among them)."""
+        return tuple((name, choice.draws) for name, (_, choice) in self.choices.items())
 
     def to_dict(self) -> dict[str, Any]:
         probes: dict[str, Any] = {}
@@ -97,18 +95,22 @@ def pilot_indices(n: int, config: AuditConfig) -> np.ndarray:
     return np.sort(rng.choice(n, size=size, replace=False))
 
 
-def resolve_draws(audit: Audit, subjects: Sequence[AuditableModel]) -> AuditConfig:
-    """The config ``audit.run_many`` runs with: ``audit.config`` itself, or, with ``draws_auto``, the same with the
-    draws the pilot chose as per-probe draws (run once per ``Audit``; later calls reuse ``audit.draws_auto``)."""
+def resolve_draws(audit: Any, subjects: Sequence[AuditableModel]) -> None:
+    """``audit``: an :class:`~unlearn_audit.audit.Audit` (not imported: it imports this module). With ``draws_auto``:
+    run the pilot once per ``Audit`` (``audit.draws_auto`` keeps it) and set the draws it
+    chose on ``audit.config`` (``resolved_draws``), where every part of the run reads them through
+    ``config.draws_for``. Without ``draws_auto``: nothing."""
     cfg = audit.config
     if not cfg.draws_auto:
-        return cfg
+        return
     if audit.draws_auto is None:
         audit.draws_auto = run_pilot(audit, subjects)
-    return dataclasses.replace(cfg, probe_draws=audit.draws_auto.probe_draws)
+    chosen = audit.draws_auto.chosen
+    if cfg.resolved_draws != chosen:
+        audit.config = dataclasses.replace(cfg, resolved_draws=chosen)
 
 
-def run_pilot(audit: Audit, subjects: Sequence[AuditableModel]) -> DrawsAuto:
+def run_pilot(audit: Any, subjects: Sequence[AuditableModel]) -> DrawsAuto:
     cfg = audit.config
     if not audit.references:
         raise ConfigError(
@@ -129,6 +131,7 @@ def run_pilot(audit: Audit, subjects: Sequence[AuditableModel]) -> DrawsAuto:
                 probes=tuple(todo),
                 draws_auto=False,
                 probe_draws=tuple(pilot_draws.items()),
+                resolved_draws=(),
                 panel="none",
                 bootstrap=200,
                 craft_on_references=False,  # the split needs the subjects' rows only, not the null band's

@@ -136,7 +136,7 @@ LAYERS = [
     ("rendering of documents", ["report"]),
     ("audit records", ["commitment", "config", "results", "distributed", "reference_cache", "panels"]),
     ("remediation", ["remediation"]),
-    ("the flow", ["audit"]),
+    ("the flow", ["audit", "pilot"]),
     ("front ends", ["demo", "info", "verification", ""]),
 ]
 
