@@ -59,6 +59,8 @@ SamplesLike = Samples | str | Path | tuple[Any, ...]
 class Audit:
     """Wraps what the user already has: the model under audit, retrained references and the forget set."""
 
+    draws_auto: DrawsAuto | None = None  # --draws auto: the pilot's choice, made on the first run (pilot.py)
+
     def __init__(
         self,
         model: ModelLike | None = None,
@@ -84,7 +86,6 @@ class Audit:
         # disk in cache_dir (None: the user's cache folder; False: memory only). See reference_cache.py.
         self.reference_cache = ReferenceCache.from_setting(cache_dir)
         self._reference_identities: list[dict[str, Any]] | None = None
-        self.draws_auto: DrawsAuto | None = None  # --draws auto: the pilot's choice, made once (pilot.py)
         self.progress = progress
         self.work_dir = Path(work_dir) if work_dir is not None else None
         if shard_size < 1:

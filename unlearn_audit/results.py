@@ -82,10 +82,10 @@ class AuditResult:
     panel: dict[str, Any] | None = None
     sample_evidence: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, ProbeCounts] = field(default_factory=dict, repr=False)
-    remote: dict[str, Any] | None = None
-    """Served models' endpoints, access modes and queries used (io/remote); None when every model was local."""
     draws_auto: dict[str, Any] | None = None
     """``--draws auto``: the pilot and the draws it chose per probe (pilot.DrawsAuto.to_dict); None otherwise."""
+    remote: dict[str, Any] | None = None
+    """Served models' endpoints, access modes and queries used (io/remote); None when every model was local."""
 
     @property
     def mode(self) -> str:
@@ -193,10 +193,10 @@ class AuditResult:
             "hashes": hashes,
             "provenance": self.provenance,
         }
-        if self.remote is not None:
-            out["remote"] = self.remote
         if self.draws_auto is not None:
             out["draws_auto"] = self.draws_auto
+        if self.remote is not None:
+            out["remote"] = self.remote
         out["provenance"] = {
             **self.provenance,
             "tool": {"name": "unlearn-audit", "version": __version__},
