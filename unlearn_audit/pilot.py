@@ -2,18 +2,18 @@
 
 The pilot audits every subject against the same references on a seeded subset of the forget set
 (``min(N, max(policy.min_samples, PILOT_SAMPLES))`` samples) with ``PILOT_DRAWS`` draws per probe (fewer for a
-probe that states its own smaller default, never fewer than two). Adversarial rows are crafted on the subjects only
-(the split needs no null band), so the pilot costs a fraction of the main run. With ``--precision auto`` the pilot
-makes its own bf16 decision on its subset; a prediction flipped in a thousand barely moves a variance split. From its counts,
-:mod:`unlearn_audit.stats.mcsplit` splits the verdict statistic's variance into its between-sample and Monte-Carlo
-parts and picks the fewest draws that keep the Monte-Carlo share at most ``config.mc_share``; the largest choice
-over the subjects is kept per probe. A ``--draws probe=N`` override wins for its probe (no pilot for it).
+probe that states its own smaller default, never fewer than two). Adversarial rows are crafted on the subjects
+only (the split needs no null band), so the pilot costs a fraction of the main run. With ``--precision auto`` the
+pilot makes its own bf16 decision on its subset; a prediction flipped in a thousand barely moves a variance split.
+From its counts, :mod:`unlearn_audit.stats.mcsplit` splits the verdict statistic's variance into its
+between-sample and Monte-Carlo parts and picks the fewest draws that keep the Monte-Carlo share at most
+``config.mc_share``; the largest choice over the subjects is kept per probe. A ``--draws probe=N`` override wins for its probe (no pilot for it).
 
 :func:`resolve_draws` is the one hook in :meth:`Audit.run_many`: the first run resolves the draws, sets them on
 ``audit.config`` (``resolved_draws``, read through ``config.draws_for``) and the ``Audit`` remembers the pilot
 (``audit.draws_auto``), so later runs, ``run_many`` calls and remediation trials reuse the same draws (and the
-reference side cached for them). The report's ``config`` stays what was asked
-(``draws_auto: true``); the top-level ``draws_auto`` object says what was chosen and why.
+reference side cached for them). The report's ``config`` stays what was asked (``draws_auto: true``); the
+top-level ``draws_auto`` object says what was chosen and why.
 """
 
 from __future__ import annotations
