@@ -7,7 +7,8 @@ only (the split needs no null band), so the pilot costs a fraction of the main r
 pilot makes its own bf16 decision on its subset; a prediction flipped in a thousand barely moves a variance split.
 From its counts, :mod:`unlearn_audit.stats.mcsplit` splits the verdict statistic's variance into its
 between-sample and Monte-Carlo parts and picks the fewest draws that keep the Monte-Carlo share at most
-``config.mc_share``; the largest choice over the subjects is kept per probe. A ``--draws probe=N`` override wins for its probe (no pilot for it).
+``config.mc_share``; the largest choice over the subjects is kept per probe. A ``--draws probe=N`` override wins
+for its probe (no pilot for it).
 
 :func:`resolve_draws` is the one hook in :meth:`Audit.run_many`: the first run resolves the draws, sets them on
 ``audit.config`` (``resolved_draws``, read through ``config.draws_for``) and the ``Audit`` remembers the pilot
