@@ -33,6 +33,7 @@ from .io.models import AuditableModel, distinct_names, load_model, wrap_model
 from .io.samples import Samples, load_samples
 from .io.shapes import check_model_reads, fit_samples
 from .panels import attach_panels
+from .pilot import DrawsAuto, resolve_draws
 from .policy import Verdict, combine
 from .probes import ProbeCounts, make_probes, probe_label
 from .progress import NULL_PROGRESS, Progress, phase
@@ -55,6 +56,8 @@ SamplesLike = Samples | str | Path | tuple[Any, ...]
 
 class Audit:
     """Wraps what the user already has: the model under audit, retrained references and the forget set."""
+
+    draws_auto: DrawsAuto | None = None  # --draws auto: the pilot's choice, made on the first run (pilot.py)
 
     def __init__(
         self,
@@ -202,6 +205,7 @@ class Audit:
                 loaded = loaded.renamed(name)
             subjects.append(loaded)
         self.references = distinct_names(self.references, {s.meta.name for s in subjects})
+        resolve_draws(self, subjects)  # --draws auto: the pilot's draws, set on self.config (pilot.py)
         cfg = self.config
         probes = make_probes(list(cfg.probes))
         labels = [probe_label(p) for p in probes]
@@ -421,4 +425,5 @@ class Audit:
             precision=precision,
             notes=notes,
             counts={n: c.restricted(self._subset(index, c)) for n, c in forget_counts.items()},
+            draws_auto=self.draws_auto.to_dict() if self.draws_auto is not None else None,
         )

@@ -30,6 +30,16 @@ class AuditConfig:
     draws: int = 100
     probe_draws: tuple[tuple[str, int], ...] = ()
     """Per-probe overrides of ``draws``, e.g. ``(("pgd", 10),)``: PGD costs ``steps`` backward passes per draw."""
+    draws_auto: bool = False
+    """``--draws auto``: a pilot on a seeded subset of the forget set picks each probe's draws, the fewest that keep
+    the Monte-Carlo share of the verdict statistic's variance at most ``mc_share`` (:mod:`unlearn_audit.pilot`).
+    ``draws`` is then unused; a ``probe_draws`` override still wins for its probe."""
+    mc_share: float = 0.10
+    """With ``draws_auto``: the largest share of the verdict statistic's variance that Monte-Carlo noise may make."""
+    resolved_draws: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+    """Set by ``--draws auto``'s pilot (:func:`unlearn_audit.pilot.resolve_draws`) on the ``Audit``'s config: the
+    draws it chose per probe, which :meth:`draws_for` then returns. Not part of the JSON: the report's ``config``
+    stays what was asked, and its ``draws_auto`` object says what was chosen."""
     seed: int = 0
     """One seed for every random choice. For a seed the audited party cannot predict, use
     ``AuditConfig(...).with_secret_seed(SecretSeed.draw())``: the JSON then carries ``seed_commitment``, never the seed."""
@@ -75,6 +85,10 @@ class AuditConfig:
                 raise ConfigError(f"--draws {name}={n}: probe {name!r} is not among --probes ({', '.join(names)})")
             if int(n) < 1:
                 raise ConfigError(f"--draws {name}={n}: need at least one draw")
+        if not isinstance(self.draws_auto, bool):
+            raise ConfigError(f"draws_auto {self.draws_auto!r}: use true or false")
+        if isinstance(self.mc_share, bool) or not isinstance(self.mc_share, int | float) or not 0 < self.mc_share < 1:
+            raise ConfigError(f"--mc-share {self.mc_share!r}: give a fraction in (0, 1), e.g. 0.1")
         if self.bootstrap < 200:
             raise ConfigError(f"--bootstrap {self.bootstrap}: use at least 200 resamples")
         if not 0.5 < self.level < 1:
@@ -149,7 +163,9 @@ class AuditConfig:
         return int(state[0]) & 0x7FFFFFFF
 
     def draws_for(self, probe: str) -> int:
-        return int(dict(self.probe_draws).get(probe, default_draws(probe, self.draws)))
+        """Draws of ``probe``: its ``--draws probe=N``, else what ``--draws auto`` chose, else the default."""
+        explicit, chosen = dict(self.probe_draws), dict(self.resolved_draws)
+        return int(explicit.get(probe, chosen.get(probe, default_draws(probe, self.draws))))
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -195,6 +211,9 @@ class AuditConfig:
         if not self.stop_early:  # absent unless asked for: a full audit's config (and its binding digest) stays as before
             del out["stop_early"], out["looks"], out["spending"], out["per_sample"]
         out["policy"] = self.policy.to_dict()
+        del out["resolved_draws"]  # the report's draws_auto object carries them
+        if not self.draws_auto:  # absent unless asked for: a report's config (and its binding digest) stays as before
+            del out["draws_auto"], out["mc_share"]
         if self.secret_seed:
             out["seed"] = None  # committed to (seed_commitment), never written
         else:

@@ -98,6 +98,8 @@ def render_result(result: AuditResult, *, title: str | None = None) -> None:
         )
     if result.panel:
         render_panel(result.panel)
+    for line in draws_auto_lines(result.draws_auto):
+        note(line)
     style = VERDICT_STYLE.get(result.verdict.kind, "bold")
     console.say(f"[{style}]verdict: {result.verdict.kind}[/] (exit code {result.exit_code})")
     console.say(result.verdict.reason, markup=False)
@@ -108,6 +110,29 @@ def render_result(result: AuditResult, *, title: str | None = None) -> None:
             note(f"{record.name}: {check}")
     for line in result.notes:
         note(f"note: {line}")
+
+
+def draws_auto_lines(record: Mapping[str, Any] | None) -> list[str]:
+    """``--draws auto``: one line per probe, the variance split the pilot measured and the draws it chose."""
+    if not record:
+        return []
+    pilot = record["pilot"]
+    lines = []
+    for name, p in record["probes"].items():
+        if p["source"] == "override":
+            lines.append(f"draws auto, {name}: {p['draws']} draws, set by --draws {name}=N (no pilot)")
+            continue
+        lo, hi = p["bounds"]
+        clipped = {"min": f"; clipped at the minimum {lo}", "max": f"; clipped at the maximum {hi}"}.get(
+            p["clipped"] or "", ""
+        )
+        lines.append(
+            f"draws auto, {name}: {p['statistic']}'s variance per sample: between {_fmt(p['between_variance'], 4)}, "
+            f"Monte-Carlo {_fmt(p['within_variance_per_draw'], 4)}/draw → {p['draws']} draws, MC share "
+            f"{100 * (p['mc_share'] or 0):.1f}% (target ≤ {100 * p['target_share']:.0f}%{clipped}); "
+            f"pilot {pilot['samples']} of {pilot['of']} samples × {pilot['draws'][name]} draws"
+        )
+    return lines
 
 
 def render_panel(panel: dict) -> None:

@@ -82,6 +82,8 @@ class AuditResult:
     panel: dict[str, Any] | None = None
     sample_evidence: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, ProbeCounts] = field(default_factory=dict, repr=False)
+    draws_auto: dict[str, Any] | None = None
+    """``--draws auto``: the pilot and the draws it chose per probe (pilot.DrawsAuto.to_dict); None otherwise."""
     remote: dict[str, Any] | None = None
     """Served models' endpoints, access modes and queries used (io/remote); None when every model was local."""
     sequential: dict[str, Any] | None = None
@@ -193,6 +195,8 @@ class AuditResult:
             "hashes": hashes,
             "provenance": self.provenance,
         }
+        if self.draws_auto is not None:
+            out["draws_auto"] = self.draws_auto
         if self.remote is not None:
             out["remote"] = self.remote
         if self.sequential is not None:

@@ -46,6 +46,12 @@ def test_draws():
     assert parse_draws(["100", "pgd=10", "fgsm = 4"]) == (100, (("pgd", 10), ("fgsm", 4)))
     with pytest.raises(ConfigError, match="--draws 'pgd=x'"):
         parse_draws(["pgd=x"])
+    assert parse_draws(["auto", "pgd=10"]) == ("auto", (("pgd", 10),))
+    assert parse_draws(["AUTO", "auto"]) == ("auto", ())
+    with pytest.raises(ConfigError, match="--draws 100 and --draws auto: give one default"):
+        parse_draws(["100", "auto"])
+    with pytest.raises(ConfigError, match="--draws 'pgd=auto'"):
+        parse_draws(["pgd=auto"])
 
 
 def test_hparams_parse_as_json_where_they_can():

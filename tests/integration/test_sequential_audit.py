@@ -131,3 +131,12 @@ def test_bad_sequential_options_are_one_line_errors(args, message, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_stop_early_with_draws_auto_runs_the_pilot_first(forget):
+    """Both ways of spending less work together: the pilot picks the draws, then the looks use them."""
+    config = dataclasses.replace(SEQUENTIAL, probes=("gaussian",), draws_auto=True)
+    result = Audit(references=REFS, forget=forget, config=config, cache_dir=False).run(FMNIST / "ga.safetensors")
+    chosen = result.to_dict()["draws_auto"]["probes"]["gaussian"]["draws"]
+    assert result.counts["gaussian"].draws == chosen
+    assert result.verdict.kind == "over_unlearning" and result.sequential["stopped_early"]

@@ -136,7 +136,7 @@ LAYERS = [
     ("rendering of documents", ["report"]),
     ("audit records", ["commitment", "config", "results", "distributed", "reference_cache", "panels"]),
     ("remediation", ["remediation"]),
-    ("the flow", ["counting", "sequential", "audit"]),
+    ("the flow", ["counting", "sequential", "pilot", "audit"]),
     ("front ends", ["demo", "info", "verification", ""]),
 ]
 

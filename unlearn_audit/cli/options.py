@@ -42,7 +42,7 @@ DrawsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--draws",
-        help="Draws per sample and τ (default 100); repeat as probe=N to override one probe, e.g. --draws pgd=10.",
+        help="Draws per sample and τ (default 100), or auto (a pilot picks the fewest that keep Monte-Carlo noise under 10% of R's variance); repeat as probe=N to override one probe, e.g. --draws pgd=10.",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="One seed controls every random choice.")]
@@ -167,8 +167,15 @@ def audit_config(
     parsed_taus = parse_taus(taus)
     if parsed_taus is not None:
         config["taus"] = parsed_taus
-    if default_draws is not None:
+    if default_draws == "auto":
+        config["draws_auto"] = True
+    elif default_draws is not None:
         config["draws"] = default_draws
+    mc_share = config.pop("mc_share", None)
+    if mc_share is not None:
+        if not config.get("draws_auto"):
+            raise ConfigError(f"--mc-share {mc_share}: only with --draws auto (it sets the pilot's target)")
+        config["mc_share"] = mc_share
     return AuditConfig(**config)
 
 
@@ -205,6 +212,13 @@ class ProbeSettings(OptionGroup):
     taus: TausOpt = None
     probes: ProbesOpt = "gaussian,fgsm,pgd"
     draws: DrawsOpt = None
+    mc_share: Annotated[
+        float | None,
+        typer.Option(
+            "--mc-share",
+            help="With --draws auto: the largest share of R's variance Monte-Carlo noise may make (default 0.1).",
+        ),
+    ] = None
     seed: AuditSeedOpt = "0"
     seed_file: SeedFileOpt = None
     jitter_taus: Annotated[

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
 
@@ -59,18 +59,26 @@ def parse_seed(text: str) -> int | None:
     return value
 
 
-def parse_draws(values: list[str] | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:
-    """``--draws 100 --draws pgd=10`` -> (100, (("pgd", 10),))."""
-    default, per_probe = None, []
+def parse_draws(values: list[str] | None) -> tuple[int | Literal["auto"] | None, tuple[tuple[str, int], ...]]:
+    """``--draws 100 --draws pgd=10`` -> (100, (("pgd", 10),)); ``--draws auto`` -> ("auto", ())."""
+    default: int | Literal["auto"] | None = None
+    per_probe = []
     for value in values or []:
         name, sep, number = value.partition("=")
+        given: int | Literal["auto"]
         try:
             if sep:
                 per_probe.append((name.strip(), int(number)))
-            else:
-                default = int(value)
+                continue
+            given = "auto" if value.strip().lower() == "auto" else int(value)
         except ValueError:
-            raise ConfigError(f"--draws {value!r}: give an integer, or probe=integer (e.g. pgd=10)") from None
+            raise ConfigError(f"--draws {value!r}: give an integer, auto, or probe=integer (e.g. pgd=10)") from None
+        if default is not None and default != given:
+            raise ConfigError(
+                f"--draws {default} and --draws {given}: give one default (an integer, or auto); "
+                "probe=N overrides one probe"
+            )
+        default = given
     return default, tuple(per_probe)
 
 

@@ -65,6 +65,7 @@ def _audit(doc: dict[str, Any], level: str = "##") -> list[str]:
             cells = [fmt_interval(value)] + [fmt_interval((r.get("metrics") or r).get(key)) for r in refs]
             lines.append(f"| {PANEL_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _draws_auto(doc.get("draws_auto"), level)
     for note in doc.get("notes") or []:
         lines.append(f"> note: {note}")
     if doc.get("notes"):
@@ -131,6 +132,32 @@ def render_markdown(doc: dict[str, Any]) -> str:
         return "\n".join(lines).rstrip() + "\n"
     lines = [f"# Unlearning audit: `{doc['model']['name']}`", "", *_audit(doc)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _draws_auto(auto: dict[str, Any] | None, level: str) -> list[str]:
+    """``--draws auto``: the pilot's variance split and the draws chosen, one row per probe."""
+    if not auto:
+        return []
+    pilot = auto["pilot"]
+    lines = [
+        f"{level} Draws chosen by precision (--draws auto)",
+        "",
+        f"Pilot: {pilot['samples']} of {pilot['of']} forget samples; target: Monte-Carlo share at most "
+        f"{fmt(100 * auto['target_share'], 0)} % of the statistic's variance.",
+        "",
+        "| probe | statistic | between | within / draw | draws | MC share | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, p in auto["probes"].items():
+        if p["source"] == "override":
+            lines.append(f"| {name} | — | — | — | {p['draws']} | — | set by --draws {name}=N |")
+            continue
+        note = {"min": f"clipped at the minimum {p['bounds'][0]}", "max": f"clipped at the maximum {p['bounds'][1]}"}
+        lines.append(
+            f"| {name} | {p['statistic']} | {fmt(p['between_variance'], 4)} | {fmt(p['within_variance_per_draw'], 4)} "
+            f"| {p['draws']} | {fmt(100 * (p['mc_share'] or 0), 1)} % | {note.get(p['clipped'] or '', '')} |"
+        )
+    return [*lines, ""]
 
 
 def _decisive(probe: dict[str, Any], prefix: bool = True) -> str:
