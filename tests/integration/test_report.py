@@ -125,12 +125,12 @@ def test_changing_one_byte_of_the_model_changes_the_hash_in_the_report(tmp_path)
 
 # ------------------------------------------------------------------------------------------- migration
 def test_v1_1_document_migrates_and_validates():
-    """1.2 only added optional keys: a 1.1 document (the browser test's whole-class result) reads as 1.2, unchanged
+    """1.2 and 1.3 only added optional keys: a 1.1 document (the browser test's whole-class result) reads as 1.3, unchanged
     apart from the label, and renders with the fixed text of what an audit can prove."""
     raw = json.loads((REPO / "tests" / "browser" / "whole-class-result.json").read_text())
     assert raw["schema_version"] == "1.1" and "limits" not in raw
     doc = load_report(REPO / "tests" / "browser" / "whole-class-result.json")
-    assert doc["schema_version"] == SCHEMA_VERSION == "1.2" and doc["provenance"]["migrated_from"] == "1.1"
+    assert doc["schema_version"] == SCHEMA_VERSION == "1.3" and doc["provenance"]["migrated_from"] == "1.1"
     jsonschema.validate(doc, schema())
     for key in ("verdict", "reason", "probes", "flagged_samples", "config", "hashes"):
         assert doc[key] == raw[key]
@@ -333,3 +333,14 @@ def test_screening_report(tmp_path):
     assert 'data-plot="screening-gaussian"' in html and html.count("<svg") == 1
     assert "no retrained reference" in html and doc["holdout"]["sha256"] in html
     assert "screening gaussian: R_proxy" in paths["md"].read_text()
+
+
+def test_v1_2_document_reads_as_1_3(tmp_path):
+    """1.3 only added optional keys (sequential, draws_auto, samples_tested, config keys written when used)."""
+    doc = json.loads((REPO / "tests" / "browser" / "whole-class-result.json").read_text())
+    doc["schema_version"] = "1.2"  # a 1.1 layout is a valid 1.2 one
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    read = load_report(path)
+    assert read["schema_version"] == "1.3" and read["provenance"]["migrated_from"] == "1.2"
+    assert read["verdict"] == doc["verdict"] and read["probes"] == doc["probes"]

@@ -23,11 +23,14 @@ from typing import Any
 
 from ..errors import InputError, SchemaError
 
-SCHEMA_VERSION = "1.2"
-READABLE = ("1.0", "1.1", "1.2")
+SCHEMA_VERSION = "1.3"
+READABLE = ("1.0", "1.1", "1.2", "1.3")
 # 1.2 added optional keys only: seed_commitment, binding, limits (secret seeds and what an audit can prove),
 # provenance.reference_cache and stopped_early, remote (served models), band.spread_measured, probes' access;
 # provenance.seed may be null (a secret seed). A 1.1 document is a valid 1.2 document once relabelled.
+# 1.3 added optional keys only: sequential (check --stop-early), draws_auto (--draws auto),
+# sample_evidence.samples_tested, and config keys written only when used (stop_early, looks, spending, per_sample,
+# draws_auto, mc_share). A 1.1 or 1.2 document is a valid 1.3 document once relabelled.
 
 
 AUDIT_LIMITS = {
@@ -146,8 +149,8 @@ def _migrate_audit(doc: dict[str, Any], source: str | Path | None) -> dict[str, 
         prov.setdefault("files", provenance_files(out))
         prov["migrated_from"] = "1.0"
         out["provenance"] = prov
-    elif version == "1.1":
-        out["provenance"] = {**(out.get("provenance") or {}), "migrated_from": "1.1"}
+    elif version in ("1.1", "1.2"):
+        out["provenance"] = {**(out.get("provenance") or {}), "migrated_from": version}
     out["schema_version"] = SCHEMA_VERSION
     return out
 
