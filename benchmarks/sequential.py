@@ -40,6 +40,7 @@ from unlearn_audit.io.architectures import build_architecture  # noqa: E402
 from unlearn_audit.io.datasets import open_dataset  # noqa: E402
 from unlearn_audit.io.models import AuditableModel, wrap_model  # noqa: E402
 from unlearn_audit.io.samples import samples_from_tensors  # noqa: E402
+from unlearn_audit.sequential import evaluations  # noqa: E402
 from unlearn_audit.training import TrainConfig, train_classifier  # noqa: E402
 
 FMNIST = ROOT / "reference_models" / "fmnist-small"
@@ -80,11 +81,21 @@ def _compare(
     sequential_audit = Audit(
         references=references, forget=forget, config=dataclasses.replace(config, stop_early=True), cache_dir=False
     )
+    auto_config = dataclasses.replace(config, stop_early=True, draws_auto=True)
     for name, model in subjects.items():
         clock = time.perf_counter()
         result = sequential_audit.run(model)
         seconds = time.perf_counter() - clock
         seq = result.sequential or {}
+        # both levers: --stop-early --draws auto, against the full audit at the configured draws (pilot included)
+        auto = Audit(references=references, forget=forget, config=auto_config, cache_dir=False).run(model)
+        pilot = auto.to_dict()["draws_auto"]
+        n_taus, n_refs = len(config.taus), len(references)
+        pilot_evaluations = sum(
+            (1 + n_refs) * pilot["pilot"]["samples"] * n_taus * draws for draws in pilot["pilot"]["draws"].values()
+        )  # one audited model; the pilot crafts on it only, and every reference scores its rows
+        full_configured = sum(evaluations(c, len(c.sample_ids)) for c in full[name].counts.values())
+        auto_used = auto.sequential["evaluations_used"] + pilot_evaluations
         rows.append(
             {
                 "case": case,
@@ -102,6 +113,10 @@ def _compare(
                 "share": seq["evaluations_used"] / seq["evaluations_full"] if seq.get("evaluations_full") else None,
                 "seconds_sequential": round(seconds, 1),
                 "looks_taken": seq.get("looks"),
+                "auto": auto.verdict.kind,
+                "auto_draws": {p: v["draws"] for p, v in pilot["probes"].items()},
+                "auto_samples_used": auto.sequential["samples_used"],
+                "auto_share": auto_used / full_configured,
             }
         )
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "looks_taken"}), flush=True)
@@ -117,14 +132,18 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, torch {meta['torch']}), "
         f"by `benchmarks/sequential.py` ({meta['settings']}). Design: {meta['design']}.",
         "",
-        "| case | model | full audit | sequential | stopped at look | samples used | evaluations used / full |",
-        "|---|---|---|---|---|---|---|",
+        "| case | model | full audit | `--stop-early` | stopped at look | samples used | evaluations used / full "
+        "| `--stop-early --draws auto` | its draws | its evaluations / full (pilot included) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         same = "" if r["full"] == r["sequential"] else " **(differs)**"
+        same_auto = "" if r["full"] == r["auto"] else " **(differs)**"
+        draws = ", ".join(f"{p} {d}" for p, d in r["auto_draws"].items())
         lines.append(
             f"| {r['case']} | {r['model']} | {r['full']} | {r['sequential']}{same} | {r['stopped_at_look']} of "
-            f"{r['looks']} | {r['samples_used']} / {r['samples_total']} | {r['share']:.3f} |"
+            f"{r['looks']} | {r['samples_used']} / {r['samples_total']} | {r['share']:.3f} | {r['auto']}{same_auto} "
+            f"| {draws} | {r['auto_share']:.3f} |"
         )
     late = [r for r in rows if r["looks_taken"] and r["stopped_at_look"] == r["looks"] and r["looks"] > 1]
     late = [r for r in late if r["sequential"] in ("residual_knowledge", "over_unlearning")]
@@ -142,6 +161,11 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{100 * before['level']:.3f} %): {stood}."
         )
     lines += [
+        "",
+        "`--draws auto` runs a pilot (64 forget samples, 20 draws per probe) and picks each probe's draws so that "
+        "Monte-Carlo noise is at most 10 % of the verdict statistic's variance (docs/methodology.md, \"Draws by "
+        "precision\"); its column counts the pilot's evaluations and compares with the full audit at the configured "
+        "draws.",
         "",
         "Evaluations are model evaluations × rows (every model that scores a perturbed row, crafting models "
         "included), counted the same way for both audits, whatever the reference cache holds. The full audit's "
