@@ -96,6 +96,13 @@ class AuditConfig:
         if self.ci_method not in ("bca", "percentile"):
             raise ConfigError(f"ci_method {self.ci_method!r}: use bca or percentile")
         self.engine_config()  # validates draws, τ grid, batch size, precision and engine
+        counted = [t for t in self.taus if self.policy.tau_min - 1e-12 <= t <= self.policy.tau_max + 1e-12]
+        if self.taus and not counted:
+            hi = "∞" if self.policy.tau_max == float("inf") else f"{self.policy.tau_max:g}"
+            raise ConfigError(
+                f"--tau-min/--tau-max [{self.policy.tau_min:g}, {hi}] contain no τ of the grid "
+                f"({', '.join(f'{t:.4g}' for t in self.taus)}): widen the range or change --taus"
+            )
 
     def __repr__(self) -> str:
         fields = ", ".join(

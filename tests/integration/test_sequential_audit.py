@@ -140,3 +140,12 @@ def test_stop_early_with_draws_auto_runs_the_pilot_first(forget):
     chosen = result.to_dict()["draws_auto"]["probes"]["gaussian"]["draws"]
     assert result.counts["gaussian"].draws == chosen
     assert result.verdict.kind == "over_unlearning" and result.sequential["stopped_early"]
+
+
+def test_a_policy_tau_range_without_a_grid_tau_is_a_one_line_error(capsys):
+    code = main(
+        ["check", str(FMNIST / "ga.safetensors"), "--forget", str(FMNIST / "forget.csv"), "--reference", str(REFS[0]),
+         "--taus", "0,0.01", "--tau-min", "0.5"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "contain no τ of the grid" in err and len(err.strip().splitlines()) == 1
