@@ -286,3 +286,21 @@ def test_levels_beyond_the_replicates_use_the_normal_interval():
     assert extreme.method == "bootstrap-normal"
     assert extreme.lo < replicates.min() and extreme.hi > replicates.max()  # wider than the replicates reach
     assert extreme.hi - 1.0 == pytest.approx(6.47 * 0.1, rel=0.05)  # z(1e-10 / 2) ≈ 6.47
+
+
+def test_calibrated_tails_equal_scipys_betabinomial_survival():
+    """The calibrated test sums the beta-binomial pmf from the top; scipy's sf gives the same p-values."""
+    rng = np.random.default_rng(5)
+    trials = 60
+    v_refs = rng.integers(0, trials + 1, size=(3, 40))
+    u = rng.integers(0, trials + 1, size=40)
+    p, rho = calibrated_test(u, v_refs, trials)
+    phi = 1.0 / rho - 1.0
+    mus = (np.arange(200) + 0.5) / 200
+    a, b = mus * phi, (1 - mus) * phi
+    tail = sps.betabinom.sf(np.arange(trials + 1)[:, None] - 1, trials, a[None, :], b[None, :])
+    loglik = sps.betabinom.logpmf(v_refs[:, :, None], trials, a[None, None, :], b[None, None, :]).sum(axis=0)
+    post = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+    post /= post.sum(axis=1, keepdims=True)
+    expected = np.clip(np.einsum("ng,ng->n", post, tail[u]), 0.0, 1.0)
+    np.testing.assert_allclose(p, expected, rtol=1e-9, atol=1e-15)

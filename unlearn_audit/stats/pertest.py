@@ -63,8 +63,10 @@ def calibrated_test(
     phi = 1.0 / rho - 1.0
     mus = (np.arange(grid) + 0.5) / grid
     a, b = mus * phi, (1 - mus) * phi
-    # P(U >= u | μ) for every u in 0..trials and grid point: [trials + 1, grid]
-    tail = stats.betabinom.sf(np.arange(trials + 1)[:, None] - 1, trials, a[None, :], b[None, :])
+    # P(U >= u | μ) for every u in 0..trials and grid point: [trials + 1, grid], summed from the top of the
+    # closed-form pmf (scipy's betabinom.sf sums pmfs one element at a time: ~100× slower, same values to 1e-12)
+    pmf = np.exp(stats.betabinom.logpmf(np.arange(trials + 1)[:, None], trials, a[None, :], b[None, :]))
+    tail = np.minimum(np.cumsum(pmf[::-1], axis=0)[::-1], 1.0)
     out = np.empty(u.shape[0])
     for start in range(0, u.shape[0], chunk):
         block = v_refs[:, start : start + chunk]  # [K, n]
