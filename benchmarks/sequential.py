@@ -82,11 +82,19 @@ def _compare(
         references=references, forget=forget, config=dataclasses.replace(config, stop_early=True), cache_dir=False
     )
     auto_config = dataclasses.replace(config, stop_early=True, draws_auto=True)
+    other = "pocock" if config.spending == "obrien-fleming" else "obrien-fleming"
+    other_audit = Audit(
+        references=references,
+        forget=forget,
+        config=dataclasses.replace(config, stop_early=True, spending=other),  # type: ignore[arg-type]
+        cache_dir=False,
+    )
     for name, model in subjects.items():
         clock = time.perf_counter()
         result = sequential_audit.run(model)
         seconds = time.perf_counter() - clock
         seq = result.sequential or {}
+        spent_otherwise = other_audit.run(model)
         # both levers: --stop-early --draws auto, against the full audit at the configured draws (pilot included)
         auto = Audit(references=references, forget=forget, config=auto_config, cache_dir=False).run(model)
         pilot = auto.to_dict()["draws_auto"]
@@ -113,6 +121,10 @@ def _compare(
                 "share": seq["evaluations_used"] / seq["evaluations_full"] if seq.get("evaluations_full") else None,
                 "seconds_sequential": round(seconds, 1),
                 "looks_taken": seq.get("looks"),
+                "other_spending": other,
+                "other": spent_otherwise.verdict.kind,
+                "other_share": spent_otherwise.sequential["evaluations_used"]
+                / spent_otherwise.sequential["evaluations_full"],
                 "auto": auto.verdict.kind,
                 "auto_draws": {p: v["draws"] for p, v in pilot["probes"].items()},
                 "auto_samples_used": auto.sequential["samples_used"],
@@ -133,16 +145,19 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"by `benchmarks/sequential.py` ({meta['settings']}). Design: {meta['design']}.",
         "",
         "| case | model | full audit | `--stop-early` | stopped at look | samples used | evaluations used / full "
+        f"| `--spending {rows[0]['other_spending'] if rows else ''}` | its evaluations / full "
         "| `--stop-early --draws auto` | its draws | its evaluations / full (pilot included) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         same = "" if r["full"] == r["sequential"] else " **(differs)**"
         same_auto = "" if r["full"] == r["auto"] else " **(differs)**"
+        same_other = "" if r["full"] == r["other"] else " **(differs)**"
         draws = ", ".join(f"{p} {d}" for p, d in r["auto_draws"].items())
         lines.append(
             f"| {r['case']} | {r['model']} | {r['full']} | {r['sequential']}{same} | {r['stopped_at_look']} of "
-            f"{r['looks']} | {r['samples_used']} / {r['samples_total']} | {r['share']:.3f} | {r['auto']}{same_auto} "
+            f"{r['looks']} | {r['samples_used']} / {r['samples_total']} | {r['share']:.3f} | {r['other']}{same_other} "
+            f"| {r['other_share']:.3f} | {r['auto']}{same_auto} "
             f"| {draws} | {r['auto_share']:.3f} |"
         )
     late = [r for r in rows if r["looks_taken"] and r["stopped_at_look"] == r["looks"] and r["looks"] > 1]
