@@ -42,6 +42,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         model, forget, retain = _setup()
         run_rurk(model, forget, retain, _settings(), seed=3)
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, Path(out) / f"rank{rank}.pt")
+        # both ranks leave together: a rank that tears gloo down while the other still talks to it can abort
+        # ("terminate called without an active exception", SIGABRT), seen once in CI under ATEN_CPU_CAPABILITY=avx2
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
