@@ -28,14 +28,14 @@ the band and the decision), ``stopped_at_look``, ``samples_used``, and ``evaluat
 
 from __future__ import annotations
 
-import math
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import distributed
+from .analysis import _num
 from .counting import CountPlan
 from .errors import ConfigError
 from .io.models import AuditableModel
@@ -46,17 +46,6 @@ from .progress import phase
 from .stats.sequential import Design, design, look_sizes
 
 DECISIONS = {"residual_knowledge": "above", "over_unlearning": "below", "pass": "inside", "inconclusive": None}
-
-
-def prefix(counts: ProbeCounts, n: int) -> ProbeCounts:
-    """The counts of the first ``n`` samples (a look's view of counts accumulated over the set)."""
-    return replace(
-        counts,
-        sample_ids=counts.sample_ids[:n],
-        labels=counts.labels[:n],
-        correct=counts.correct[:, :, :n],
-        disagree=counts.disagree[:, :, :n],
-    )
 
 
 def may_stop(decisions: list[str | None], residual: bool) -> bool:
@@ -139,10 +128,10 @@ class Sequential:
                     self.used += evaluations(part, size - start)
             start = size
             self.stopped_at = k
-            if self._look(k, {label: prefix(c, size) for label, c in total.items()}, holdout):
+            if self._look(k, {label: c.take(slice(0, size)) for label, c in total.items()}, holdout):
                 break
         self.full = sum(evaluations(c, len(self.ordered)) for c in total.values())
-        seen = {label: prefix(c, self.sizes[self.stopped_at]) for label, c in total.items()}
+        seen = {label: c.take(slice(0, self.sizes[self.stopped_at])) for label, c in total.items()}
         if audit.config.per_sample == "all" and start < len(self.ordered):
             with phase(plan.progress, f"per-sample evidence for samples {start + 1}-{len(self.ordered)}"):
                 self.finished = {
@@ -231,7 +220,3 @@ class Sequential:
             "evaluations_full": self.full,
             "per_sample": "all" if self.finished is not None or used == n else "seen",
         }
-
-
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None

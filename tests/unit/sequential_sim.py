@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from unittest import mock
 
@@ -120,21 +120,10 @@ def true_ratio(world: World, model_effects: np.ndarray) -> float:
     return float(per_model[0] / per_model[1:].mean())
 
 
-def take_samples(counts: ProbeCounts, index: np.ndarray) -> ProbeCounts:
-    """The counts of the samples ``index`` only (in that order): what the audit has seen at a look."""
-    return replace(
-        counts,
-        sample_ids=tuple(counts.sample_ids[i] for i in index),
-        labels=counts.labels[index],
-        correct=counts.correct[:, :, index],
-        disagree=counts.disagree[:, :, index],
-    )
-
-
 @contextmanager
 def verdicts_only() -> Iterator[None]:
-    """Skip the calibrated per-sample test inside :func:`analyse_probe` (~0.25 s a call, a beta-binomial tail table
-    evaluated element by element): it feeds the per-sample flags, never the probe's interval, band or verdict.
+    """Skip the calibrated per-sample test inside :func:`analyse_probe` (a beta-binomial posterior per sample): it
+    feeds the per-sample flags, never the probe's interval, band or verdict.
     ``test_skipping_the_per_sample_test_leaves_the_verdict_alone`` holds this module to that claim."""
 
     def skipped(u: np.ndarray, v_refs: np.ndarray, trials: int, rho: float | None = None, **_: Any) -> Any:
@@ -209,7 +198,7 @@ def sequential_audit(
     above, below or inside the band); the last look's verdict stands otherwise."""
     looks: list[Look] = []
     for size, level in levels:
-        seen = take_samples(counts, order[:size])
+        seen = counts.take(order[:size])
         result, _, _ = analyse_probe(seen, 0, policy, settings, level, "simulated gaussian probe")
         _, estimate = result.decisive
         band = (result.band.lo, result.band.hi)

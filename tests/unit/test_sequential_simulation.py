@@ -39,7 +39,6 @@ from tests.unit.sequential_sim import (
     look_levels,
     sequential_audit,
     simulate_counts,
-    take_samples,
     true_ratio,
     verdicts_only,
 )
@@ -178,7 +177,7 @@ def test_simulated_counts_are_laid_out_as_the_engine_does():
     # disagreement is consistent with the counts: |u − v| ≤ d ≤ min(c, u + v, 2c − u − v)
     u, v, d = c.correct[0, 0], c.correct[0, 1:], c.disagree[0, 1:]
     assert np.all(np.abs(u - v) <= d) and np.all(d <= np.minimum(u + v, 2 * c.draws - u - v))
-    head = take_samples(c, np.arange(10))
+    head = c.take(np.arange(10))
     assert head.correct.shape[2] == 10 and head.sample_ids == c.sample_ids[:10]
 
 

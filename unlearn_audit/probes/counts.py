@@ -110,5 +110,17 @@ class ProbeCounts:
             subjects=1,
         )
 
+    def take(self, index: np.ndarray | slice) -> ProbeCounts:
+        """The counts of samples ``index`` only (positions along ``N``, in that order): e.g. what a sequential
+        audit has seen at a look (``slice(0, n)``)."""
+        ids = np.asarray(self.sample_ids, dtype=object)[index]
+        return replace(
+            self,
+            sample_ids=tuple(ids.tolist()),
+            labels=self.labels[index],
+            correct=self.correct[:, :, index],
+            disagree=self.disagree[:, :, index],
+        )
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"correct": self.correct, "disagree": self.disagree, "taus": self.taus, "labels": self.labels}
