@@ -215,9 +215,8 @@ class AuditConfig:
         out["taus"] = list(self.taus)
         out["probe_draws"] = {name: int(n) for name, n in self.probe_draws}
         out["looks"] = list(self.looks)
-        if (
-            not self.stop_early
-        ):  # absent unless asked for: a full audit's config (and its binding digest) stays as before
+        # absent unless asked for: a full audit's config (and its binding digest) stays as before
+        if not self.stop_early:
             del out["stop_early"], out["looks"], out["spending"], out["per_sample"]
         out["policy"] = self.policy.to_dict()
         del out["resolved_draws"]  # the report's draws_auto object carries them
