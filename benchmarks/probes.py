@@ -559,7 +559,7 @@ def render(
             "- **Cache-sized batches on CPU.** The default rows per model call used to be sized from a 512 MB budget "
             "(3,566 rows for adversarial probes, 4,096 for Gaussian on 28×28 inputs). At that size the activations "
             "fall out of cache and ReLU, pooling and the backward pass become memory-bound. CPU batches are now "
-            "capped at 256 rows (`CPU_MAX_ROWS`); accelerators keep budget-sized batches. FGSM's gradient batches are "
+            "capped at 256 rows (`CPU_MAX_ROWS` in unlearn_audit/probes/preparation.py); accelerators keep budget-sized batches. FGSM's gradient batches are "
             "now full batches (they were split by the number of τ values).",
             "- **Max-pool before ReLU.** After BatchNorm folding the traced network is rewritten from "
             "`maxpool(relu(h))` to `relu(maxpool(h))` (`pool_before_relu`): the same values and the same gradients, "

@@ -228,6 +228,15 @@ class Audit:
             "bf16_flip_rates": engine.precision_decision.flip_rates,
             "check_rows": engine.precision_decision.rows,
         }
+        if any(p.adversarial for p in probes) and engine.crafting_precision != engine.precision:
+            crafting = engine.crafting_decision  # only where it differs: the JSON of an all-fp32 audit stays as before
+            precision["crafting"] = {
+                "used": crafting.precision,
+                "requested": cfg.craft_precision,
+                "reason": crafting.reason,
+                "check": crafting.check,
+                "check_rows": crafting.rows,
+            }
         provenance = {
             "command": self.command,
             "api_call": f"unlearn_audit.Audit(...).run_many([{', '.join(repr(s.meta.name) for s in subjects)}])",

@@ -52,6 +52,10 @@ class AuditConfig:
     batch_size: int | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    craft_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """The gradient probes' crafting precision (``EngineConfig.craft_precision``): with ``precision="auto"``
+    choosing fp32, rows are crafted with bf16 gradients where the crafting check keeps the attack's strength,
+    and always scored in ``precision``."""
     engine: Literal["fused", "art"] = "fused"
     craft_on_references: bool = True
     bootstrap: int = 2000
@@ -182,6 +186,7 @@ class AuditConfig:
             batch_size=self.batch_size,
             device=self.device,
             precision=self.precision,
+            craft_precision=self.craft_precision,
             craft_on_references=self.craft_on_references,
             engine=self.engine,
         )
@@ -220,6 +225,8 @@ class AuditConfig:
             del out["stop_early"], out["looks"], out["spending"], out["per_sample"]
         out["policy"] = self.policy.to_dict()
         del out["resolved_draws"]  # the report's draws_auto object carries them
+        if self.craft_precision == "auto":  # absent unless set: a report's config (and binding digest) stays as before
+            del out["craft_precision"]
         if not self.draws_auto:  # absent unless asked for: a report's config (and its binding digest) stays as before
             del out["draws_auto"], out["mc_share"]
         if self.secret_seed:

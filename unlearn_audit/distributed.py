@@ -87,7 +87,7 @@ def shard_key(
             "taus": list(config.taus),
             "draws": config.draws_for(label),
             "seed": config.seed,
-            "precision": engine.precision,
+            "precision": engine.precision_for(probe),
             "craft": config.craft_on_references,
             "subjects": subjects,
             "engine": config.engine,

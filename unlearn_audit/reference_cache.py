@@ -93,7 +93,7 @@ def reference_key(engine: Any, probe: Probe, label: str, draws: int, references:
         "taus": [float(t) for t in cfg.taus],
         "draws": int(draws),
         "seed": int(cfg.seed),
-        "precision": engine.precision,
+        "precision": engine.precision_for(probe),
         "craft_on_references": cfg.craft_on_references,
         "batch_size": cfg.batch_size,
         "chunk_size": cfg.chunk_size,

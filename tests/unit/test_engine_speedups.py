@@ -8,8 +8,7 @@ from tests.conftest import FMNIST
 from unlearn_audit.io.models import load_model
 from unlearn_audit.probes import preparation
 from unlearn_audit.probes.adversarial import input_gradient
-from unlearn_audit.probes.engine import auto_batch_size
-from unlearn_audit.probes.preparation import pool_before_relu, prepare_models
+from unlearn_audit.probes.preparation import auto_batch_size, pool_before_relu, prepare_models
 
 
 def test_pool_before_relu_is_bit_exact(monkeypatch):

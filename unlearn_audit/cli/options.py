@@ -236,6 +236,13 @@ class ProbeSettings(OptionGroup):
         str,
         typer.Option("--precision", help="auto (bf16 only where it flips <= 0.1% of predictions), fp32, bf16, fp16."),
     ] = "auto"
+    craft_precision: Annotated[
+        str,
+        typer.Option(
+            "--craft-precision",
+            help="Precision of FGSM/PGD crafting: auto (bf16 where a crafting check keeps the attack's strength; rows are always scored in --precision), fp32, bf16, fp16.",
+        ),
+    ] = "auto"
     engine: Annotated[
         str, typer.Option("--engine", help="fused (ours) or art (ART's attacks; slower second opinion).")
     ] = "fused"

@@ -40,7 +40,7 @@ from .base import ChunkContext, Probe, RowBatch, RowBuffer, random_targets
 from .counts import ProbeCounts
 from .engine import Engine, EngineConfig
 from .keys import generator_for
-from .preparation import PrecisionDecision
+from .preparation import CraftingDecision, PrecisionDecision
 from .reference_side import ReferenceSide
 
 
@@ -160,14 +160,19 @@ class ArtEngine(Engine):
         requested = config.precision
         if requested in ("bf16", "fp16"):
             raise ConfigError(f"--precision {requested}: --engine art runs in fp32 only; use --precision fp32 or auto")
+        if config.craft_precision in ("bf16", "fp16"):
+            raise ConfigError(
+                f"--craft-precision {config.craft_precision}: --engine art crafts in fp32 only; drop --craft-precision"
+            )
         super().__init__(
             models,
             samples,
-            dataclasses.replace(config, precision="fp32", compile=False),
+            dataclasses.replace(config, precision="fp32", craft_precision="fp32", compile=False),
             subjects=subjects,
             progress=progress,
         )
         self.precision_decision = PrecisionDecision("fp32", {}, 0, "--engine art runs in fp32")
+        self._crafting_decision = CraftingDecision("fp32", {}, 0, "--engine art crafts with ART's attacks in fp32")
         self._classifiers: dict[int, Any] = {}
 
     def classifier(self, module: nn.Module) -> Any:

@@ -30,11 +30,12 @@ from .base import ChunkContext, Probe, RowBatch
 from .counts import ProbeCounts
 from .keys import sample_keys, unit_seeds
 from .preparation import (
-    PrecisionDecision,
+    CraftingDecision,
     PreparedModel,
+    auto_batch_size,
     autocast_factory,
-    bf16_supported,
-    choose_precision,
+    decide_crafting,
+    decide_precision,
     prepare_models,
     resolve_channels_last,
 )
@@ -58,6 +59,10 @@ class EngineConfig:
     chunk_size: int = 128
     device: str = "auto"
     precision: PrecisionChoice = "auto"
+    craft_precision: PrecisionChoice = "auto"
+    """The precision of the gradient probes' crafting passes. ``auto``: the evaluation precision when
+    ``precision`` is set explicitly or chosen bf16; with ``precision="auto"`` choosing fp32, bf16 where the
+    crafting check passes (:func:`choose_crafting_precision`). The rows are always scored in ``precision``."""
     channels_last: bool | None = None
     compile: bool = False
     craft_on_references: bool = True
@@ -78,24 +83,10 @@ class EngineConfig:
             raise ConfigError(f"chunk_size {self.chunk_size}: must be positive")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"--precision {self.precision!r}: use auto, fp32, bf16 or fp16")
+        if self.craft_precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"--craft-precision {self.craft_precision!r}: use auto, fp32, bf16 or fp16")
         if self.engine not in ("fused", "art"):
             raise ConfigError(f"--engine {self.engine!r}: use fused or art")
-
-
-CPU_MAX_ROWS = 256
-
-
-def auto_batch_size(input_shape: tuple[int, ...], budget_mb: int, adversarial: bool, device_type: str = "cpu") -> int:
-    """Rows per model call: inputs plus a rough allowance for activations, within the memory budget.
-
-    On CPU at most ``CPU_MAX_ROWS``: larger batches push the activations out of cache, and the memory-bound
-    ReLU, pooling and backward kernels slow down (the ablation in docs/performance.md, from
-    benchmarks/probes.py). Accelerators keep the budget-sized batches (up to 4,096 rows).
-    """
-    per_row = 4 * math.prod(input_shape) * (48 if adversarial else 16)
-    rows = int(budget_mb * 1024**2 // max(per_row, 1))
-    cap = CPU_MAX_ROWS if device_type == "cpu" else 4096
-    return int(min(cap, max(32, rows)))
 
 
 def _infer_num_classes(prepared: Sequence[PreparedModel], x: torch.Tensor) -> int:
@@ -145,17 +136,41 @@ class Engine:
                 f"{samples.source}: label {int(samples.y.max())} but the models output {self.num_classes} classes"
             )
         self.crafting = Crafting()
-        if config.precision == "auto" and any(query_only(m) for m in models):
-            self.precision_decision = PrecisionDecision("fp32", {}, 0, "a served model answers in its own precision")
-        elif config.precision == "auto":
-            self.precision_decision = choose_precision(self.models, samples, config.taus, self.device, config.seed)
-        else:
-            if config.precision == "bf16" and not bf16_supported(self.device):
-                log.warning("bf16 requested but not supported natively on %s; it will be emulated (slow)", self.device)
-            self.precision_decision = PrecisionDecision(config.precision, {}, 0, "set explicitly")
+        self.precision_decision = decide_precision(
+            config.precision,
+            any(query_only(m) for m in models),
+            self.models,
+            samples,
+            config.taus,
+            self.device,
+            config.seed,
+        )
         self.precision = self.precision_decision.precision
         self.autocast = autocast_factory(self.device, self.precision)
+        self._crafting_decision: CraftingDecision | None = None
         self.keys = sample_keys(samples.ids)
+
+    @property
+    def crafting_decision(self) -> CraftingDecision:
+        """The gradient probes' crafting precision (``EngineConfig.craft_precision``), decided on first use (a
+        Gaussian-only audit never pays for the check)."""
+        if self._crafting_decision is None:
+            cfg = self.config
+            self._crafting_decision = decide_crafting(
+                cfg.craft_precision, cfg.precision, self.precision_decision, self.models, self.samples, cfg.taus,
+                self.device, cfg.seed, self.num_classes,
+            )  # fmt: skip
+        return self._crafting_decision
+
+    @property
+    def crafting_precision(self) -> str:
+        return self.crafting_decision.precision
+
+    def precision_for(self, probe: Probe) -> str:
+        """What a probe's counts depend on: the scoring precision, and for a gradient probe the crafting one."""
+        if probe.adversarial and self.crafting_precision != self.precision:
+            return f"{self.precision} (crafted in {self.crafting_precision})"
+        return self.precision
 
     def use_surrogate(self, surrogate: AuditableModel | None) -> None:
         """Craft adversarial rows on ``surrogate`` (transfer probes, see :class:`Crafting`); None: white-box."""
@@ -269,7 +284,7 @@ class Engine:
             correct=correct,
             disagree=disagree,
             subjects=self.subjects,
-            precision=self.precision,
+            precision=self.precision_for(probe),
             evaluated=evaluated,
         )
 
@@ -346,6 +361,7 @@ class Engine:
         )
         taus_dev = torch.as_tensor(np.asarray(cfg.taus, dtype=np.float64), dtype=torch.float32, device=self.device)
         label = probe_label(probe)
+        crafting = autocast_factory(self.device, self.crafting_precision) if probe.adversarial else self.autocast
         for start in range(lo, hi, cfg.chunk_size):
             stop = min(hi, start + cfg.chunk_size)
             x = self.samples.x[start:stop].to(self.device)
@@ -366,7 +382,7 @@ class Engine:
                     bounds=self.samples.bounds,
                     batch_size=batch_size,
                     device=self.device,
-                    autocast=self.autocast,
+                    autocast=crafting,
                 ),
             )
 

@@ -1,15 +1,19 @@
 """Models ready for the engine: private eval-mode copies with BatchNorm folded and pooling moved before ReLU
-(both exact), and the numeric precision they run in (``--precision auto`` checks bf16 on the samples)."""
+(both exact), the numeric precision they are scored in (``--precision auto`` checks bf16 on the samples) and
+crafted in (``--craft-precision auto`` checks that bf16 gradients keep the attack's strength), and the rows per
+model call."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.fx
 import torch.nn.functional as F
@@ -17,11 +21,29 @@ from torch import nn
 
 from ..io.models import AuditableModel
 from ..io.samples import Samples
+from .keys import sample_keys
 from .random import GaussianProbe
 
 log = logging.getLogger(__name__)
 
 MAX_FLIP_RATE = 0.001
+QUERY_ONLY = "a served model answers in its own precision"
+
+
+CPU_MAX_ROWS = 256
+
+
+def auto_batch_size(input_shape: tuple[int, ...], budget_mb: int, adversarial: bool, device_type: str = "cpu") -> int:
+    """Rows per model call: inputs plus a rough allowance for activations, within the memory budget.
+
+    On CPU at most ``CPU_MAX_ROWS``: larger batches push the activations out of cache, and the memory-bound
+    ReLU, pooling and backward kernels slow down (the ablation in docs/performance.md, from
+    benchmarks/probes.py). Accelerators keep the budget-sized batches (up to 4,096 rows).
+    """
+    per_row = 4 * math.prod(input_shape) * (48 if adversarial else 16)
+    rows = int(budget_mb * 1024**2 // max(per_row, 1))
+    cap = CPU_MAX_ROWS if device_type == "cpu" else 4096
+    return int(min(cap, max(32, rows)))
 
 
 def _has_conv(model: nn.Module) -> bool:
@@ -157,6 +179,15 @@ def prepare_models(
     return prepared
 
 
+def check_rows(samples: Samples, seed: int, n: int) -> torch.Tensor:
+    """``n`` rows for a precision check, chosen by the seed and the samples' *ids*, in an order that does not
+    depend on the order of the forget set (a sequential audit reads it permuted and must decide alike)."""
+    keys = sample_keys(samples.ids)
+    mixed = keys ^ np.uint64(int(seed) & ((1 << 64) - 1))
+    mixed = (mixed * np.uint64(0x9E3779B97F4A7C15)) ^ (mixed >> np.uint64(29))  # wraps mod 2^64
+    return torch.as_tensor(np.argsort(mixed, kind="stable")[:n].astype(np.int64))
+
+
 def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
@@ -194,7 +225,7 @@ def choose_precision(
         return PrecisionDecision("fp32", {}, 0, f"bf16 is not supported on {device.type} here")
     n = min(len(samples), 512)
     gen = torch.Generator().manual_seed(seed & ((1 << 63) - 1))  # a 128-bit secret seed fits after masking
-    idx = torch.randperm(len(samples), generator=gen)[:n]
+    idx = check_rows(samples, seed, n)
     x = samples.x[idx]
     tau = max(taus)
     noisy = [GaussianProbe().perturb(None, x, samples.y[idx], tau, gen, samples.bounds) for _ in range(3)]
@@ -216,3 +247,126 @@ def choose_precision(
     if worst <= MAX_FLIP_RATE:
         return PrecisionDecision("bf16", rates, rows.shape[0], f"bf16 flips {worst:.3%} of predictions (≤ 0.1 %)")
     return PrecisionDecision("fp32", rates, rows.shape[0], f"bf16 would flip {worst:.3%} of predictions (> 0.1 %)")
+
+
+MAX_CRAFT_DISAGREEMENT = 0.02
+"""bf16 crafting: at most this share of check rows may be predicted differently after a bf16-crafted step than
+after the fp32-crafted one (both evaluated in fp32)."""
+MAX_CRAFT_STRENGTH_LOSS = 0.01
+"""bf16 crafting: the targeted step's success rate may fall by at most this much (absolute) against fp32."""
+CRAFT_CHECK_ROWS = 256
+
+
+@dataclass(frozen=True)
+class CraftingDecision:
+    precision: str
+    check: dict[str, dict[str, float]]
+    """Per model: ``success_fp32``, ``success_bf16`` (share of rows the targeted step moved to its target, x'
+    evaluated in fp32) and ``disagreement`` (share of rows predicted differently after the two steps)."""
+    rows: int
+    reason: str
+
+
+def choose_crafting_precision(
+    prepared: Sequence[PreparedModel],
+    samples: Samples,
+    taus: Sequence[float],
+    device: torch.device,
+    seed: int,
+    num_classes: int,
+) -> CraftingDecision:
+    """``auto`` with fp32 evaluation: craft the gradient probes' rows with bf16 gradients only where bf16 is
+    supported and keeps the attack's strength on these models and samples.
+
+    The check: one targeted signed-gradient step at the largest τ (FGSM, a random wrong target per row) on up to
+    ``CRAFT_CHECK_ROWS`` forget samples, its gradient computed once in fp32 and once under bf16 autocast, both x'
+    evaluated in fp32. bf16 crafting is chosen when, on every model, the bf16 step's success rate is at most
+    ``MAX_CRAFT_STRENGTH_LOSS`` below the fp32 step's and at most ``MAX_CRAFT_DISAGREEMENT`` of the rows are
+    predicted differently. The rows are always evaluated in fp32 (the evaluation precision), so bf16 changes
+    which x' is probed, never how it is scored."""
+    tau = max(taus) if taus else 0.0
+    if not bf16_supported(device):
+        return CraftingDecision("fp32", {}, 0, f"bf16 is not supported on {device.type} here")
+    if tau <= 0.0 or len(samples) == 0:
+        return CraftingDecision("fp32", {}, 0, "no τ > 0: nothing is crafted")
+    n = min(len(samples), CRAFT_CHECK_ROWS)
+    gen = torch.Generator().manual_seed((seed ^ 0xC4AF7) & ((1 << 63) - 1))
+    idx = check_rows(samples, seed, n)
+    x, y = samples.x[idx].to(device), samples.y[idx].to(device)
+    offset = torch.randint(0, num_classes - 1, y.shape, generator=gen).to(device)
+    target = torch.where(offset >= y, offset + 1, offset)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    low = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)  # noqa: E731
+    check: dict[str, dict[str, float]] = {}
+    for model in prepared:
+        outcome = []
+        for autocast in (nullcontext, low):
+            step = x.detach().clone().requires_grad_(True)
+            with torch.enable_grad(), autocast():
+                loss = F.cross_entropy(model.module(step).float(), target, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, step)
+            moved = x - tau * grad.sign()
+            if samples.bounds is not None:
+                moved = moved.clamp(*samples.bounds)
+            with torch.inference_mode():
+                outcome.append(model.module(moved).float().argmax(1))
+        full, half = outcome
+        check[model.name] = {
+            "success_fp32": float((full == target).float().mean()),
+            "success_bf16": float((half == target).float().mean()),
+            "disagreement": float((full != half).float().mean()),
+        }
+    weaker = max(c["success_fp32"] - c["success_bf16"] for c in check.values())
+    worst = max(c["disagreement"] for c in check.values())
+    summary = (
+        f"a targeted FGSM step at τ = {tau:.4g} crafted in bf16 succeeds {max(weaker, 0.0) * 100:.1f} points less "
+        f"often than in fp32 at worst and changes {worst:.1%} of predictions"
+    )
+    limits = f"(limits {MAX_CRAFT_STRENGTH_LOSS * 100:g} points and {MAX_CRAFT_DISAGREEMENT:.0%})"
+    if weaker <= MAX_CRAFT_STRENGTH_LOSS and worst <= MAX_CRAFT_DISAGREEMENT:
+        return CraftingDecision("bf16", check, n, f"{summary} {limits}: rows crafted in bf16, scored in fp32")
+    return CraftingDecision("fp32", check, n, f"{summary} {limits}: rows crafted in fp32")
+
+
+def decide_precision(
+    requested: str,
+    served: bool,
+    prepared: Sequence[PreparedModel],
+    samples: Samples,
+    taus: Sequence[float],
+    device: torch.device,
+    seed: int,
+) -> PrecisionDecision:
+    """The scoring precision (``EngineConfig.precision``); ``served``: a compared model is query-only."""
+    if requested == "auto" and served:
+        return PrecisionDecision("fp32", {}, 0, QUERY_ONLY)
+    if requested == "auto":
+        return choose_precision(prepared, samples, taus, device, seed)
+    if requested == "bf16" and not bf16_supported(device):
+        log.warning("bf16 requested but not supported natively on %s; it will be emulated (slow)", device)
+    return PrecisionDecision(requested, {}, 0, "set explicitly")
+
+
+def decide_crafting(
+    requested: str,
+    scoring_requested: str,
+    scoring: PrecisionDecision,
+    prepared: Sequence[PreparedModel],
+    samples: Samples,
+    taus: Sequence[float],
+    device: torch.device,
+    seed: int,
+    num_classes: int,
+) -> CraftingDecision:
+    """The gradient probes' crafting precision (``EngineConfig.craft_precision``): as set; else the scoring
+    precision where that was set explicitly or chosen bf16; else the crafting check."""
+    if requested != "auto":
+        if requested == "bf16" and not bf16_supported(device):
+            log.warning("bf16 crafting requested but not supported natively on %s (slow)", device)
+        return CraftingDecision(requested, {}, 0, "set explicitly")
+    if scoring_requested != "auto" or scoring.precision != "fp32":
+        return CraftingDecision(scoring.precision, {}, 0, "as the evaluation precision")
+    if scoring.reason == QUERY_ONLY:
+        return CraftingDecision("fp32", {}, 0, QUERY_ONLY)
+    return choose_crafting_precision(prepared, samples, taus, device, seed, num_classes)
