@@ -41,6 +41,7 @@ from unlearn_audit.io.datasets import open_dataset  # noqa: E402
 from unlearn_audit.io.models import AuditableModel, wrap_model  # noqa: E402
 from unlearn_audit.io.samples import samples_from_tensors  # noqa: E402
 from unlearn_audit.sequential import evaluations  # noqa: E402
+from unlearn_audit.stats.sequential import DEFAULT_SPENDING  # noqa: E402
 from unlearn_audit.training import TrainConfig, train_classifier  # noqa: E402
 
 FMNIST = ROOT / "reference_models" / "fmnist-small"
@@ -197,7 +198,7 @@ def main() -> None:
     parser.add_argument("--pgd-draws", type=int, default=4, help="PGD's draws (the README's GD run: 4)")
     parser.add_argument("--taus", type=int, default=5, help="τ values from 0 to 8/255 (the README's GD run: 5)")
     parser.add_argument("--probes", default="gaussian,fgsm,pgd")
-    parser.add_argument("--spending", default="obrien-fleming")
+    parser.add_argument("--spending", default=DEFAULT_SPENDING)
     parser.add_argument("--cases", default="fmnist,digits-whole-class,digits-random")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args()

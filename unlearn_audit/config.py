@@ -18,7 +18,7 @@ from .errors import ConfigError
 from .policy import Policy
 from .probes import DEFAULT_PROBES, DEFAULT_TAUS, EngineConfig, make_probes, probe_label
 from .probes.registry import check_engine, default_draws
-from .stats.sequential import DEFAULT_LOOKS, SPENDING_FUNCTIONS
+from .stats.sequential import DEFAULT_LOOKS, DEFAULT_SPENDING, SPENDING_FUNCTIONS
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class AuditConfig:
     counted probe is decided, under alpha spending so the false-finding rate holds under optional stopping."""
     looks: tuple[float, ...] = DEFAULT_LOOKS
     """A sequential audit's planned looks, as shares of the forget set (increasing, the last 1)."""
-    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
+    spending: Literal["kim-demets", "obrien-fleming", "pocock"] = DEFAULT_SPENDING
     """The alpha-spending function over the looks (Lan–DeMets type; docs/methodology.md)."""
     per_sample: Literal["seen", "all"] = "seen"
     """A sequential audit's per-sample evidence: the samples seen when it stopped, or ``all`` (finishes the rest

@@ -2,12 +2,13 @@
 stages and stop as soon as every counted probe is decided.
 
 * The forget set is processed in a random order fixed by the seed, in planned looks (``AuditConfig.looks``,
-  default ⅛, ¼, ½, all; looks with fewer than ``policy.min_samples`` samples are dropped). Every sample's
+  default ¼, ½, all; looks with fewer than ``policy.min_samples`` samples are dropped). Every sample's
   randomness is keyed by its id, so a sample's counts are the integers the full audit would produce.
 * At look k every counted probe is analysed exactly as the full audit analyses it (pooled R, or D for a whole
   class, against the leave-one-out null band), on the samples seen so far, at the confidence level of the
   look's *repeated confidence interval* (:mod:`unlearn_audit.stats.sequential`): alpha spending over the looks
-  (Lan–DeMets, O'Brien–Fleming type by default, Pocock type on request) of each probe's Bonferroni share ``α / P``. A probe is decided
+  (Lan–DeMets; Kim–DeMets ``α·t^1.5`` by default, O'Brien–Fleming or Pocock type on request) of each probe's
+  Bonferroni share ``α / P``. A probe is decided
   when its interval lies wholly above, below or inside the band.
 * The audit stops at the first look where every counted probe is decided, or where one counted probe is
   decided ``residual_knowledge``, which decides the overall verdict whatever the others show

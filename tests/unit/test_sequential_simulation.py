@@ -14,7 +14,7 @@ The numbers are printed in the terminal summary (``tests/unit/conftest.py``).
 a ``pass`` is only given at the last look. ``test_an_early_pass_is_not_protected_by_alpha_spending`` shows why:
 the null band is the union of the references' own intervals at the same look and level, so at an early look
 (few samples, a very high repeated-CI level) the band is as wide as the interval, and a model with a real
-residual "passes" at ⅛ of the samples in a large share of audits that the full audit flags. Alpha spending
+residual "passes" at the first look in a large share of audits that the full audit flags. Alpha spending
 controls intervals that miss the truth (false findings); it says nothing about the chance of an early pass.
 """
 
@@ -45,7 +45,7 @@ from tests.unit.sequential_sim import (
 from unlearn_audit.analysis import StatsSettings, analyse_probe
 from unlearn_audit.policy import Policy
 from unlearn_audit.stats import clopper_pearson
-from unlearn_audit.stats.sequential import DEFAULT_LOOKS, design, look_sizes, spent
+from unlearn_audit.stats.sequential import DEFAULT_LOOKS, DEFAULT_SPENDING, design, look_sizes, spent
 
 ALPHA = 0.05
 POLICY = Policy(alpha=ALPHA)
@@ -65,15 +65,19 @@ AUDITS = {"honest": 240, "residual": 160, "clear": 40}
 Designs = dict[str, tuple[list[tuple[int, float]], frozenset[str]]]
 
 
+OBF_LOOKS = (0.125, 0.25, 0.5, 1.0)
+"""``--spending obrien-fleming --looks 1/8,1/4,1/2,1``: the first shipped default, reported beside the default."""
+
+
 def designs(n: int) -> Designs:
-    full = look_levels(n, (1.0,), ALPHA, "obrien-fleming", POLICY)
-    obf = look_levels(n, DEFAULT_LOOKS, ALPHA, "obrien-fleming", POLICY)
-    pocock = look_levels(n, DEFAULT_LOOKS, ALPHA, "pocock", POLICY)  # --spending pocock: reported, not the default
+    full = look_levels(n, (1.0,), ALPHA, DEFAULT_SPENDING, POLICY)
+    default = look_levels(n, DEFAULT_LOOKS, ALPHA, DEFAULT_SPENDING, POLICY)
+    obf = look_levels(n, OBF_LOOKS, ALPHA, "obrien-fleming", POLICY)  # reported, not the default
     return {
         "full": (full, DECIDED),
-        "sequential": (obf, FINDINGS),  # the shipped default (AuditConfig.spending)
-        "sequential-pocock": (pocock, FINDINGS),
-        "early-pass": (obf, DECIDED),
+        "sequential": (default, FINDINGS),  # the shipped default (AuditConfig.spending, AuditConfig.looks)
+        "sequential-obf": (obf, FINDINGS),
+        "early-pass": (default, DECIDED),
     }
 
 
@@ -192,12 +196,14 @@ def test_honest_retrains_false_finding_rate_is_at_most_alpha(simulation_report: 
     k_early, _ = runs.rate("early-pass", FINDINGS)
     simulation_report(
         f"honest retrains ({n} audits, N = {HONEST.n}, K = {HONEST.references}, alpha/P = {ALPHA}, looks "
-        f"{list(DEFAULT_LOOKS)}, O'Brien–Fleming, {BOOTSTRAP} BCa replicates, {runs.seconds:.1f} s):"
+        f"{list(DEFAULT_LOOKS)}, {DEFAULT_SPENDING}, {BOOTSTRAP} BCa replicates, {runs.seconds:.1f} s):"
     )
     simulation_report("  false findings, sequential: " + describe("", k, n).strip())
     simulation_report("  false findings, full audit: " + describe("", k_full, n).strip())
     simulation_report("  false findings, sequential allowing early pass: " + describe("", k_early, n).strip())
     simulation_report(f"  mean share of samples used, sequential: {runs.share_used('sequential'):.3f}")
+    k_obf, _ = runs.rate("sequential-obf", FINDINGS)
+    simulation_report("  false findings, --spending obrien-fleming, looks ⅛…1: " + describe("", k_obf, n).strip())
     # a real test: the rate is significantly above α only if its 99 % lower bound is
     assert lower(k, n) <= ALPHA, describe("false findings", k, n)
     # stopping early on findings adds (almost) nothing to what the full audit finds on honest retrains
@@ -226,7 +232,7 @@ def test_repeated_intervals_cover_simultaneously_and_naive_looks_do_not(
     n, paths = 320, 200_000
     sizes = look_sizes(n, DEFAULT_LOOKS, POLICY.min_samples)
     fractions = tuple(s / n for s in sizes)
-    plan = design(fractions, alpha, "obrien-fleming")
+    plan = design(fractions, alpha)
     naive = (float(sps.norm.isf(alpha / 2)),) * len(fractions)
     missed = crossing_rates(plan.critical, fractions, paths, seed=1)[-1]
     missed_naive = crossing_rates(naive, fractions, paths, seed=1)[-1]
@@ -259,17 +265,20 @@ def test_interval_at_the_stopping_look_covers_the_population_ratio(simulation_re
             + describe("full audit", k_full, n)
         )
         assert upper(k, n) >= nominal, describe(f"{name} coverage", k, n)
-    # honest retrains take every look (they stop only on a false finding): the bootstrap's repeated intervals
-    # cover the truth at all looks at once, even where a look's level (1 − 3e-8 at ⅛) is beyond what 1000
-    # replicates resolve (its interval is then about the replicates' range)
+    # honest retrains take every look (they stop only on a false finding): the repeated intervals should cover
+    # the truth at all looks at once. Measured: 223/240 with the default design, 228/240 with O'Brien–Fleming,
+    # whose early intervals are so wide (levels 1 − 3e-8 at ⅛) that they cannot miss. The default's misses sit at
+    # its first look (80 samples here, 6 misses where 1.5 are nominal): the BCa interval of a ratio on 80
+    # samples under-covers at any level (18/240 misses at a single 95 % look, measured), which a design that
+    # spends α there inherits (docs/methodology.md, "Sequential audits")
     runs = simulated("honest")
     pairs = zip(runs.outcomes["sequential"], runs.truth, strict=True)
     every = sum(all(look.lo <= r <= look.hi for look in o.looks) for o, r in pairs)
     simulation_report("coverage at every look at once, honest: " + describe("sequential", every, len(runs.truth)))
-    pairs = zip(runs.outcomes["sequential-pocock"], runs.truth, strict=True)
-    pocock = sum(all(look.lo <= r <= look.hi for look in o.looks) for o, r in pairs)
-    simulation_report(  # reported, not asserted: Pocock spends at small looks, where the bootstrap under-covers
-        "  --spending pocock: " + describe("coverage at every look at once, honest", pocock, len(runs.truth))
+    pairs = zip(runs.outcomes["sequential-obf"], runs.truth, strict=True)
+    obf = sum(all(look.lo <= r <= look.hi for look in o.looks) for o, r in pairs)
+    simulation_report(
+        "  --spending obrien-fleming: " + describe("coverage at every look at once, honest", obf, len(runs.truth))
     )
     assert upper(every, len(runs.truth)) >= nominal
 
@@ -293,10 +302,10 @@ def test_power_against_the_full_audit(simulation_report: Callable[[str], None]):
             f"{n} audits, {runs.seconds:.1f} s): sequential {k / n:.3f}, full audit {k_full / n:.3f}, "
             f"mean share of samples used {used:.3f}"
         )
-        k_pocock, _ = runs.rate("sequential-pocock", found)
+        k_obf, _ = runs.rate("sequential-obf", found)
         simulation_report(
-            f"  --spending pocock, {name}: power {k_pocock / n:.3f}, mean share of samples used "
-            f"{runs.share_used('sequential-pocock'):.3f} (its wider last look costs power)"
+            f"  --spending obrien-fleming (looks ⅛…1), {name}: power {k_obf / n:.3f}, mean share of samples used "
+            f"{runs.share_used('sequential-obf'):.3f}"
         )
         assert k / n >= k_full / n - tolerance, (k, k_full, n)
     assert simulated("clear").share_used("sequential") <= 0.6
@@ -306,7 +315,7 @@ def test_power_against_the_full_audit(simulation_report: Callable[[str], None]):
 def test_an_early_pass_is_not_protected_by_alpha_spending(simulation_report: Callable[[str], None]):
     """Allowing a ``pass`` to stop the audit early (the interval inside the band at an early look) loses power:
     the band is built from the references' intervals at the same look and level, so it widens with them, and a
-    real residual passes at ⅛ of the samples. This is why the simulated design stops early only on findings."""
+    real residual passes at the first look. This is why the simulated design stops early only on findings."""
     runs = simulated("residual")
     found = frozenset({"residual_knowledge"})
     k_early, n = runs.rate("early-pass", found)
@@ -321,14 +330,14 @@ def test_an_early_pass_is_not_protected_by_alpha_spending(simulation_report: Cal
         f"the full audit flags pass early, at {sorted(set(missed))} samples"
     )
     assert k_early < k_full
-    assert len(missed) >= 0.03 * n
+    assert len(missed) >= 0.02 * n  # measured: 4 of 160 at the default design's first look (15 with O'Brien–Fleming at ⅛)
 
 
 # --------------------------------------------------------------------------- 4. stats/sequential.py
 
 
-@pytest.mark.parametrize("function", ["obrien-fleming", "pocock"])
-@pytest.mark.parametrize("fractions", [DEFAULT_LOOKS, (0.3, 0.6, 1.0), (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)])
+@pytest.mark.parametrize("function", ["kim-demets", "obrien-fleming", "pocock"])
+@pytest.mark.parametrize("fractions", [DEFAULT_LOOKS, OBF_LOOKS, (0.3, 0.6, 1.0), (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)])
 def test_boundaries_spend_what_the_spending_function_allows(function: str, fractions: tuple[float, ...]):
     """Monte Carlo on Brownian paths: the chance of crossing by each look equals α(t_k) (the coordinator measured
     ±0.0003 at 2e6 paths; here 2e5 paths, tolerance 4 standard errors)."""
@@ -347,8 +356,18 @@ def test_a_single_look_is_the_fixed_sample_test():
         assert plan.levels[0] == pytest.approx(1 - alpha, abs=1e-12)
 
 
+def test_kim_demets_sits_between_obrien_fleming_and_pocock():
+    """The default (α·t^1.5) spends more than O'Brien–Fleming early and less than Pocock; its last look is within
+    5 % of the fixed-sample critical value (2.499 against 2.394 for three probes at α = 0.05)."""
+    obf, kd, pocock = (design(DEFAULT_LOOKS, 0.05 / 3, f) for f in ("obrien-fleming", "kim-demets", "pocock"))
+    assert obf.critical[0] > kd.critical[0] > pocock.critical[0]
+    assert obf.critical[-1] < kd.critical[-1] < pocock.critical[-1]
+    assert kd.critical[-1] < 1.05 * sps.norm.isf(0.05 / 6)
+    assert all(b < a for a, b in zip(kd.critical, kd.critical[1:], strict=False))
+
+
 def test_obrien_fleming_spends_less_early_than_pocock():
-    obf, pocock = design(DEFAULT_LOOKS, 0.05, "obrien-fleming"), design(DEFAULT_LOOKS, 0.05, "pocock")
+    obf, pocock = design(OBF_LOOKS, 0.05, "obrien-fleming"), design(OBF_LOOKS, 0.05, "pocock")
     assert obf.spent[0] < pocock.spent[0] / 100
     assert all(b < a for a, b in zip(obf.critical, obf.critical[1:], strict=False))  # levels fall toward 1 − α
     assert obf.critical[0] > pocock.critical[0] and obf.critical[-1] < pocock.critical[-1]
@@ -366,10 +385,11 @@ def test_design_rejects_bad_looks():
 
 
 def test_look_sizes_edge_cases():
-    assert look_sizes(320, DEFAULT_LOOKS, 20) == [40, 80, 160, 320]
-    assert look_sizes(100, DEFAULT_LOOKS, 20) == [25, 50, 100]  # ⅛ of 100 is 13 < 20: dropped
+    assert look_sizes(320, DEFAULT_LOOKS, 20) == [80, 160, 320]
+    assert look_sizes(320, OBF_LOOKS, 20) == [40, 80, 160, 320]
+    assert look_sizes(100, OBF_LOOKS, 20) == [25, 50, 100]  # ⅛ of 100 is 13 < 20: dropped
     assert look_sizes(15, DEFAULT_LOOKS, 20) == [15]  # below the minimum: one look at everything
-    assert look_sizes(4, DEFAULT_LOOKS, 1) == [1, 2, 4]  # ⅛ and ¼ of 4 are both one sample: one look
+    assert look_sizes(4, OBF_LOOKS, 1) == [1, 2, 4]  # ⅛ and ¼ of 4 are both one sample: one look
     assert look_sizes(10, (0.1, 0.15, 1.0), 1) == [1, 2, 10]
     assert look_sizes(50, (0.5,), 1) == [25, 50]  # the last look always sees every sample
     assert look_sizes(1, DEFAULT_LOOKS, 20) == [1]
@@ -383,7 +403,11 @@ fraction_lists = (
 
 
 @settings(max_examples=40, deadline=None)
-@given(fractions=fraction_lists, alpha=st.floats(0.001, 0.2), function=st.sampled_from(["obrien-fleming", "pocock"]))
+@given(
+    fractions=fraction_lists,
+    alpha=st.floats(0.001, 0.2),
+    function=st.sampled_from(["kim-demets", "obrien-fleming", "pocock"]),
+)
 def test_design_properties(fractions: tuple[float, ...], alpha: float, function: str):
     plan = design(fractions, alpha, function)
     fixed = sps.norm.isf(alpha / 2)

@@ -86,14 +86,14 @@ class SequentialSettings(OptionGroup):
         typer.Option(
             "--looks", help="With --stop-early: shares of the forget set seen at each look, e.g. 1/8,1/4,1/2,1."
         ),
-    ] = "1/8,1/4,1/2,1"
+    ] = "1/4,1/2,1"
     spending: Annotated[
         str,
         typer.Option(
             "--spending",
-            help="With --stop-early: alpha spending over the looks, obrien-fleming (last look nearest the full audit) or pocock (stops earlier, wider last look).",
+            help="With --stop-early: alpha spending over the looks, kim-demets (alpha*t^1.5: stops clear findings at a quarter of the set, last look 4 % wider than the full audit's), obrien-fleming (strict early looks, last look nearest the full audit) or pocock (stops earliest, widest last look).",
         ),
-    ] = "obrien-fleming"
+    ] = "kim-demets"
     per_sample: Annotated[
         str,
         typer.Option(
@@ -118,8 +118,8 @@ class SequentialSettings(OptionGroup):
 
     def _changed(self) -> list[tuple[str, str, str]]:
         return [
-            ("--looks", self.looks, "1/8,1/4,1/2,1"),
-            ("--spending", self.spending, "obrien-fleming"),
+            ("--looks", self.looks, "1/4,1/2,1"),
+            ("--spending", self.spending, "kim-demets"),
             ("--per-sample", self.per_sample, "seen"),
         ]
 

@@ -1,6 +1,6 @@
 """Group-sequential boundaries: when an audit may look at its data early and stop (SPEC §4, docs/methodology.md).
 
-An audit that looks at its forget samples in stages (for example ⅛, ¼, ½, all) and stops as soon as every
+An audit that looks at its forget samples in stages (by default ¼, ½, all) and stops as soon as every
 probe is decided gets more chances to report a false finding than one that looks once. Alpha spending
 (Lan & DeMets 1983) fixes that: a spending function ``α(t)`` says how much of the error budget ``α`` may be
 used by information fraction ``t`` (here the share of forget samples seen), and each look's two-sided
@@ -28,10 +28,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-SPENDING_FUNCTIONS = ("obrien-fleming", "pocock")
+SPENDING_FUNCTIONS = ("kim-demets", "obrien-fleming", "pocock")
+
+#: The default spending function (docs/methodology.md, "Sequential audits", says why).
+DEFAULT_SPENDING = "kim-demets"
+
+#: ρ of the default ``kim-demets`` spending ``α·t^ρ``: between Pocock-like (ρ = 1) and O'Brien–Fleming-like (ρ = 3).
+KIM_DEMETS_RHO = 1.5
 
 #: Default looks: shares of the forget set seen before each analysis.
-DEFAULT_LOOKS = (0.125, 0.25, 0.5, 1.0)
+DEFAULT_LOOKS = (0.25, 0.5, 1.0)
 
 _GRID = 801  # points of the density grid on the continuation region (odd: includes 0)
 
@@ -39,14 +45,17 @@ _GRID = 801  # points of the density grid on the continuation region (odd: inclu
 def spent(alpha: float, t: float, function: str) -> float:
     """``α(t)``: the two-sided error probability that may be spent by information fraction ``t`` ∈ [0, 1].
 
-    ``obrien-fleming``: ``2 − 2Φ(z_{1−α/2} / √t)`` (spends almost nothing early, keeps the final look close to
-    the fixed-sample level); ``pocock``: ``α · ln(1 + (e − 1)t)`` (spends evenly; stops earlier, costs more at
-    the end)."""
+    ``kim-demets``: ``α · t^1.5`` (Kim & DeMets' power family, ρ = 1.5: spends enough at a quarter of the set
+    to stop a clear finding there, and keeps the last look near the fixed-sample level); ``obrien-fleming``:
+    ``2 − 2Φ(z_{1−α/2} / √t)`` (spends almost nothing early, keeps the final look closest to the fixed-sample
+    level); ``pocock``: ``α · ln(1 + (e − 1)t)`` (spends evenly; stops earlier, costs most at the end)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     t = min(max(float(t), 0.0), 1.0)
     if t == 0.0:
         return 0.0
+    if function == "kim-demets":
+        return float(alpha * t**KIM_DEMETS_RHO)
     if function == "obrien-fleming":
         return float(2.0 - 2.0 * stats.norm.cdf(stats.norm.ppf(1.0 - alpha / 2.0) / math.sqrt(t)))
     if function == "pocock":
@@ -104,7 +113,7 @@ def _boundary(density: np.ndarray, grid: np.ndarray, step: float, var: float, ta
     return float(b) / math.sqrt(t)
 
 
-def design(fractions: Sequence[float], alpha: float, function: str = "obrien-fleming") -> Design:
+def design(fractions: Sequence[float], alpha: float, function: str = DEFAULT_SPENDING) -> Design:
     """Critical values for looks at ``fractions`` (increasing, in (0, 1], the last must be 1)."""
     ts = [float(t) for t in fractions]
     if not ts or any(not 0 < t <= 1 for t in ts) or any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
