@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 from scipy import optimize, stats
@@ -31,7 +32,7 @@ from scipy import optimize, stats
 SPENDING_FUNCTIONS = ("kim-demets", "obrien-fleming", "pocock")
 
 #: The default spending function (docs/methodology.md, "Sequential audits", says why).
-DEFAULT_SPENDING = "kim-demets"
+DEFAULT_SPENDING: Final = "kim-demets"
 
 #: ρ of the default ``kim-demets`` spending ``α·t^ρ``: between Pocock-like (ρ = 1) and O'Brien–Fleming-like (ρ = 3).
 KIM_DEMETS_RHO = 1.5
