@@ -121,3 +121,15 @@ def test_a_parameter_in_two_groups_is_refused():
         @with_option_groups
         def command(*, a: Sizes, b: Sizes) -> int:
             return 0
+
+
+def test_remediate_draws_default_to_auto_and_an_explicit_count_wins():
+    """The search re-audits many times: remediate's default draws come from the pilot (docs/cli.md, remediate)."""
+    from unlearn_audit.cli.options import RerunSettings
+
+    default = RerunSettings().config("cpu")
+    assert default.draws_auto and default.probes == ("gaussian", "fgsm", "pgd")
+    explicit = RerunSettings(draws=["100"]).config("cpu")
+    assert not explicit.draws_auto and explicit.draws == 100
+    override = RerunSettings(draws=["pgd=4"]).config("cpu")  # a per-probe override alone: the rest stay auto
+    assert override.draws_auto and override.probe_draws == (("pgd", 4),)
