@@ -77,7 +77,13 @@ class CountPlan:
         plan.partial_sides = audit._partial_sides
         plan.engine, plan.pick = plan._engine_for(forget, "forget")
         if audit.holdout is not None:
+            # the holdout is scored and crafted as the forget set is: R_norm compares the two
+            settings = {"precision": plan.engine.precision}
+            if any(p.adversarial for p in probes):
+                settings["craft_precision"] = plan.engine.crafting_precision
+            plan.engine_cfg = dataclasses.replace(engine_cfg, **settings)
             plan.held = plan._engine_for(audit.holdout, "holdout")
+            plan.engine_cfg = engine_cfg
         return plan
 
     @property

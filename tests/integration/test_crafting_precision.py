@@ -137,3 +137,26 @@ def test_the_json_says_how_rows_were_crafted(models, samples):
 def test_bad_crafting_precisions_are_one_line_errors():
     with pytest.raises(ConfigError, match="--craft-precision 'bf8'"):
         EngineConfig(craft_precision="bf8")  # type: ignore[arg-type]
+
+
+def test_the_holdout_is_crafted_and_scored_as_the_forget_set(models, samples, monkeypatch):
+    """R_norm divides by the holdout's ratio: its rows must be crafted and scored in the forget set's precision,
+    even where the checks, run on other samples, would have decided otherwise."""
+    from unlearn_audit.counting import CountPlan
+    from unlearn_audit.probes import make_probes
+
+    def by_size(prepared, rows, taus, device, seed, num_classes):
+        chosen = "bf16" if len(rows) == len(samples) else "fp32"
+        return preparation.CraftingDecision(chosen, {}, len(rows), f"stub: {chosen}")
+
+    monkeypatch.setattr(preparation, "choose_crafting_precision", by_size)
+    test = load_samples(FMNIST / "test.npz")
+    holdout = test.subset(range(40), source=test.source)
+    config = AuditConfig(probes=("gaussian", "fgsm"), taus=TAUS, draws=2, bootstrap=200, panel="none", precision="auto")
+    audit = Audit(references=[models[1]], forget=samples, holdout=holdout, config=config, cache_dir=False)
+    plan = CountPlan.build(audit, [models[0]], make_probes(["gaussian", "fgsm"]), audit.forget)
+    forget_engine, (held_engine, _) = plan.engine, plan.held
+    assert forget_engine.crafting_precision == "bf16" or forget_engine.precision == "bf16"
+    assert held_engine.precision == forget_engine.precision
+    assert held_engine.crafting_precision == forget_engine.crafting_precision
+    assert plan.engine_cfg.craft_precision == "auto"  # the forget set's own config is left as asked
