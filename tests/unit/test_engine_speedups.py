@@ -31,3 +31,21 @@ def test_cpu_batches_stay_cache_sized():
     assert auto_batch_size((1, 28, 28), 512, adversarial=True, device_type="cpu") == 256
     assert auto_batch_size((1, 28, 28), 512, adversarial=False, device_type="cuda") == 4096
     assert auto_batch_size((3, 224, 224), 512, adversarial=True, device_type="cuda") < 4096
+
+
+def test_the_cli_keeps_freed_memory_unless_the_user_set_malloc(monkeypatch):
+    """``tune_allocator`` (the CLI's first step) sets glibc's two thresholds; a user's MALLOC_* settings or
+    UNLEARN_AUDIT_SYSTEM_MALLOC win, and other platforms are left alone (docs/performance.md measures it)."""
+    import platform
+    import sys
+
+    from unlearn_audit.device import tune_allocator
+
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "UNLEARN_AUDIT_SYSTEM_MALLOC"):
+        with monkeypatch.context() as m:
+            m.setenv(name, "1")
+            assert tune_allocator() is False
+    glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+    assert tune_allocator() is glibc
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert tune_allocator() is False

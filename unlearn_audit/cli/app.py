@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
+    from ..device import tune_allocator
+
+    tune_allocator()  # our own process: keep freed tensor memory (unlearn_audit/device.py says why)
     code = main()
     try:
         import torch.distributed as torch_dist
