@@ -228,7 +228,7 @@ class Audit:
             "bf16_flip_rates": engine.precision_decision.flip_rates,
             "check_rows": engine.precision_decision.rows,
         }
-        if any(p.adversarial for p in probes) and engine.crafting_precision != engine.precision:
+        if any(p.crafts_in_autocast for p in probes) and engine.crafting_precision != engine.precision:
             crafting = engine.crafting_decision  # only where it differs: the JSON of an all-fp32 audit stays as before
             precision["crafting"] = {
                 "used": crafting.precision,

@@ -79,7 +79,7 @@ class CountPlan:
         if audit.holdout is not None:
             # the holdout is scored and crafted as the forget set is: R_norm compares the two
             settings = {"precision": plan.engine.precision}
-            if any(p.adversarial for p in probes):
+            if any(p.crafts_in_autocast for p in probes):
                 settings["craft_precision"] = plan.engine.crafting_precision
             plan.engine_cfg = dataclasses.replace(engine_cfg, **settings)
             plan.held = plan._engine_for(audit.holdout, "holdout")

@@ -105,6 +105,22 @@ def test_the_check_rows_do_not_depend_on_the_order_of_the_forget_set(samples):
     assert check_rows(samples, 0, 16).tolist() != check_rows(samples, 1, 16).tolist()
 
 
+def test_only_our_gradient_probes_carry_the_crafting_precision(engines):
+    """FGSM and PGD craft in ``ChunkContext.autocast``; ART's AutoPGD and the query-based Square Attack do not,
+    so their counts (and cache keys) never say "crafted in bf16"."""
+    bf16 = engines[1]
+    labels = {
+        name: bf16.precision_for(make_probe(name)) for name in ("gaussian", "fgsm", "pgd-l2", "autopgd", "square")
+    }
+    assert labels == {
+        "gaussian": "fp32",
+        "fgsm": "fp32 (crafted in bf16)",
+        "pgd-l2": "fp32 (crafted in bf16)",
+        "autopgd": "fp32",
+        "square": "fp32",
+    }
+
+
 def test_the_cache_key_separates_crafting_precisions(engines, models):
     identities = [model_identity(models[1])]
     fp32, bf16 = engines

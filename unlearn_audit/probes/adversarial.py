@@ -52,6 +52,7 @@ def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class FGSMProbe(Probe):
     name = "fgsm"
     adversarial = True
+    crafts_in_autocast = True
 
     def __init__(self, targeted: bool = True) -> None:
         self.targeted = bool(targeted)
@@ -129,6 +130,7 @@ class FGSMProbe(Probe):
 class PGDProbe(Probe):
     name = "pgd"
     adversarial = True
+    crafts_in_autocast = True
 
     def __init__(
         self,

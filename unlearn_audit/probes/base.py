@@ -88,6 +88,7 @@ class Probe(ABC):
     name: str = ""
     adversarial: ClassVar[bool] = False
     query_based: ClassVar[bool] = False  # crafted from the answers of the model it attacks, not its gradients
+    crafts_in_autocast: ClassVar[bool] = False  # its crafting passes run in ChunkContext.autocast (--craft-precision)
     engines: ClassVar[tuple[str, ...]] = ("fused", "art")  # the engines that can run this probe
 
     def config(self) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class Engine:
 
     def precision_for(self, probe: Probe) -> str:
         """What a probe's counts depend on: the scoring precision, and for a gradient probe the crafting one."""
-        if probe.adversarial and self.crafting_precision != self.precision:
+        if probe.crafts_in_autocast and self.crafting_precision != self.precision:
             return f"{self.precision} (crafted in {self.crafting_precision})"
         return self.precision
 
@@ -361,7 +361,7 @@ class Engine:
         )
         taus_dev = torch.as_tensor(np.asarray(cfg.taus, dtype=np.float64), dtype=torch.float32, device=self.device)
         label = probe_label(probe)
-        crafting = autocast_factory(self.device, self.crafting_precision) if probe.adversarial else self.autocast
+        crafting = autocast_factory(self.device, self.crafting_precision) if probe.crafts_in_autocast else self.autocast
         for start in range(lo, hi, cfg.chunk_size):
             stop = min(hi, start + cfg.chunk_size)
             x = self.samples.x[start:stop].to(self.device)
