@@ -81,25 +81,23 @@ class CountPlan:
             settings = {"precision": plan.engine.precision}
             if any(p.crafts_in_autocast for p in probes):
                 settings["craft_precision"] = plan.engine.crafting_precision
-            plan.engine_cfg = dataclasses.replace(engine_cfg, **settings)
-            plan.held = plan._engine_for(audit.holdout, "holdout")
-            plan.engine_cfg = engine_cfg
+            plan.held = plan._engine_for(audit.holdout, "holdout", dataclasses.replace(engine_cfg, **settings))
         return plan
 
     @property
     def everything(self) -> list[AuditableModel]:
         return [*self.subjects, *self.audit.references]
 
-    def _engine_for(self, samples: Samples, role: str) -> tuple[Any, Any]:
+    def _engine_for(self, samples: Samples, role: str, engine_cfg: Any = None) -> tuple[Any, Any]:
+        """The engine (and transfer runners) for one sample set; ``engine_cfg`` defaults to the plan's."""
+        engine_cfg = engine_cfg or self.engine_cfg
         with phase(self.progress, f"preparing models and precision check ({role})", logger=log):
             made = make_engine(
-                self.everything, samples, self.engine_cfg, subjects=len(self.subjects), progress=NULL_PROGRESS
+                self.everything, samples, engine_cfg, subjects=len(self.subjects), progress=NULL_PROGRESS
             )
         log.info("precision %s (%s): %s", made.precision, role, made.precision_decision.reason)
         configure_numerics(made.device, made.precision)
-        runners = self.crafting.runners(
-            made, self.everything, make_engine, samples, self.engine_cfg, len(self.subjects)
-        )
+        runners = self.crafting.runners(made, self.everything, make_engine, samples, engine_cfg, len(self.subjects))
         return made, runners
 
     def counts(self, probe: Probe, role: str, sample_range: tuple[int, int] | None = None) -> ProbeCounts:

@@ -21,6 +21,8 @@ from torch import nn
 
 from ..io.models import AuditableModel
 from ..io.samples import Samples
+from .adversarial import input_gradient
+from .base import clip, random_targets
 from .keys import sample_keys
 from .random import GaussianProbe
 
@@ -293,22 +295,14 @@ def choose_crafting_precision(
     gen = torch.Generator().manual_seed((seed ^ 0xC4AF7) & ((1 << 63) - 1))
     idx = check_rows(samples, seed, n)
     x, y = samples.x[idx].to(device), samples.y[idx].to(device)
-    offset = torch.randint(0, num_classes - 1, y.shape, generator=gen).to(device)
-    target = torch.where(offset >= y, offset + 1, offset)
+    target = random_targets(y, num_classes, gen)
     if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    low = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)  # noqa: E731
     check: dict[str, dict[str, float]] = {}
     for model in prepared:
         outcome = []
-        for autocast in (nullcontext, low):
-            step = x.detach().clone().requires_grad_(True)
-            with torch.enable_grad(), autocast():
-                loss = F.cross_entropy(model.module(step).float(), target, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, step)
-            moved = x - tau * grad.sign()
-            if samples.bounds is not None:
-                moved = moved.clamp(*samples.bounds)
+        for autocast in (None, autocast_factory(device, "bf16")):
+            moved = clip(x - tau * input_gradient(model.module, x, target, autocast).sign(), samples.bounds)
             with torch.inference_mode():
                 outcome.append(model.module(moved).float().argmax(1))
         full, half = outcome
@@ -329,6 +323,11 @@ def choose_crafting_precision(
     return CraftingDecision("fp32", check, n, f"{summary} {limits}: rows crafted in fp32")
 
 
+def _warn_if_emulated(requested: str, device: torch.device, what: str) -> None:
+    if requested == "bf16" and not bf16_supported(device):
+        log.warning("%s requested but not supported natively on %s; it will be emulated (slow)", what, device)
+
+
 def decide_precision(
     requested: str,
     served: bool,
@@ -343,8 +342,7 @@ def decide_precision(
         return PrecisionDecision("fp32", {}, 0, QUERY_ONLY)
     if requested == "auto":
         return choose_precision(prepared, samples, taus, device, seed)
-    if requested == "bf16" and not bf16_supported(device):
-        log.warning("bf16 requested but not supported natively on %s; it will be emulated (slow)", device)
+    _warn_if_emulated(requested, device, "bf16")
     return PrecisionDecision(requested, {}, 0, "set explicitly")
 
 
@@ -362,8 +360,7 @@ def decide_crafting(
     """The gradient probes' crafting precision (``EngineConfig.craft_precision``): as set; else the scoring
     precision where that was set explicitly or chosen bf16; else the crafting check."""
     if requested != "auto":
-        if requested == "bf16" and not bf16_supported(device):
-            log.warning("bf16 crafting requested but not supported natively on %s (slow)", device)
+        _warn_if_emulated(requested, device, "bf16 crafting")
         return CraftingDecision(requested, {}, 0, "set explicitly")
     if scoring_requested != "auto" or scoring.precision != "fp32":
         return CraftingDecision(scoring.precision, {}, 0, "as the evaluation precision")
