@@ -55,6 +55,12 @@ def may_stop(decisions: list[str | None], residual: bool) -> bool:
     return all(d is not None for d in decisions) or residual
 
 
+def seeded_order(seed: int, n: int) -> np.ndarray:
+    """The order a sequential audit reads ``n`` forget samples in: a permutation drawn from the audit seed."""
+    key = (0x5E9, zlib.crc32(b"sequential-order"))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key)).permutation(n)
+
+
 def evaluations(counts: ProbeCounts, samples: int) -> int:
     """Model evaluations × rows for ``samples`` samples of one probe: every (block, model) pair that ran, on
     every (sample, τ, draw) row."""
@@ -92,8 +98,7 @@ class Sequential:
         if dist is not None and dist.world_size > 1:
             raise ConfigError("--stop-early runs in one process; drop it under torchrun, or run without torchrun")
         n = len(audit.forget)
-        key = (0x5E9, zlib.crc32(b"sequential-order"))
-        order = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=key)).permutation(n)
+        order = seeded_order(cfg.seed, n)
         ordered = audit.forget.subset(order, source=audit.forget.source)
         sizes = look_sizes(n, cfg.looks, policy.min_samples)
         counted = [p for p in probes if policy.counts_probe(probe_label(p))]
