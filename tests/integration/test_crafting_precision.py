@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.conftest import FMNIST
+from tests.conftest import FMNIST, assert_one_line_error
 from unlearn_audit import load_samples
 from unlearn_audit.audit import Audit, AuditConfig
 from unlearn_audit.errors import ConfigError
@@ -150,9 +150,15 @@ def test_the_json_says_how_rows_were_crafted(models, samples):
     assert runs["auto"]["probes"]["gaussian"]["pooled"] == runs["bf16"]["probes"]["gaussian"]["pooled"]
 
 
-def test_bad_crafting_precisions_are_one_line_errors():
+def test_bad_crafting_precisions_are_one_line_errors(cli):
     with pytest.raises(ConfigError, match="--craft-precision 'bf8'"):
         EngineConfig(craft_precision="bf8")  # type: ignore[arg-type]
+    command = ("check", FMNIST / "original.safetensors", "--forget", FMNIST / "forget.npz", "--reference",
+               FMNIST / "retrain-1.safetensors", "--probes", "fgsm", "--draws", "1", "--panel", "none")  # fmt: skip
+    assert_one_line_error(cli(*command, "--craft-precision", "bf8"), "--craft-precision 'bf8'", "auto, fp32, bf16")
+    assert_one_line_error(
+        cli(*command, "--engine", "art", "--craft-precision", "bf16"), "--craft-precision bf16", "art crafts in fp32"
+    )
 
 
 def test_the_holdout_is_crafted_and_scored_as_the_forget_set(models, samples, monkeypatch):
