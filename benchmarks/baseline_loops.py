@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     data = np.load(args.forget)
-    x = torch.from_numpy(data["x"]).float().to(args.device)
+    x_np = data["x"]  # uint8 images hold 0…255: scale them to [0, 1], as unlearn-audit's reader does
+    x = torch.from_numpy(x_np.astype(np.float32) / 255.0 if x_np.dtype == np.uint8 else x_np.astype(np.float32))
+    x = x.to(args.device)
     y = torch.from_numpy(data["y"]).long().to(args.device)
     models = [load(args.arch, p, args.num_classes, args.device) for p in [args.model, *args.reference]]
     for model in models:
