@@ -228,8 +228,9 @@ class Audit:
             "bf16_flip_rates": engine.precision_decision.flip_rates,
             "check_rows": engine.precision_decision.rows,
         }
-        if any(p.crafts_in_autocast for p in probes) and engine.crafting_precision != engine.precision:
-            crafting = engine.crafting_decision  # only where it differs: the JSON of an all-fp32 audit stays as before
+        crafting = engine.crafting_decision if any(p.crafts_in_autocast for p in probes) else None
+        if crafting is not None and (crafting.precision != engine.precision or crafting.check):
+            # where crafting differs from scoring, or the crafting check ran (and kept fp32: the user sees why)
             precision["crafting"] = {
                 "used": crafting.precision,
                 "requested": cfg.craft_precision,

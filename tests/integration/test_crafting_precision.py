@@ -150,6 +150,26 @@ def test_the_json_says_how_rows_were_crafted(models, samples):
     assert runs["auto"]["probes"]["gaussian"]["pooled"] == runs["bf16"]["probes"]["gaussian"]["pooled"]
 
 
+def test_the_json_says_why_the_crafting_check_kept_fp32(models, samples, monkeypatch):
+    """A refused crafting check (rows crafted and scored in fp32) is in the JSON too, with its numbers: a user
+    whose rows stayed fp32 can see why. A Gaussian-only audit never runs the check and has no such entry."""
+    monkeypatch.setattr(
+        preparation, "choose_precision", lambda *a, **k: preparation.PrecisionDecision("fp32", {}, 8, "stub")
+    )
+    check = {"m": {"success_fp32": 0.5, "success_bf16": 0.4, "disagreement": 0.03}}
+    refusal = preparation.CraftingDecision("fp32", check, 8, "stub refusal: rows crafted in fp32")
+    monkeypatch.setattr(preparation, "choose_crafting_precision", lambda *a, **k: refusal)
+    config = AuditConfig(probes=("gaussian", "fgsm"), taus=TAUS, draws=2, bootstrap=200, seed=1, panel="none")
+    doc = Audit(references=[models[1]], forget=samples, config=config, cache_dir=False).run(models[0]).to_dict()
+    assert doc["precision"]["used"] == "fp32"
+    assert doc["precision"]["crafting"] == {
+        "used": "fp32", "requested": "auto", "reason": refusal.reason, "check": check, "check_rows": 8,
+    }  # fmt: skip
+    gaussian = dataclasses.replace(config, probes=("gaussian",))
+    doc = Audit(references=[models[1]], forget=samples, config=gaussian, cache_dir=False).run(models[0]).to_dict()
+    assert "crafting" not in doc["precision"]
+
+
 def test_bad_crafting_precisions_are_one_line_errors(cli):
     with pytest.raises(ConfigError, match="--craft-precision 'bf8'"):
         EngineConfig(craft_precision="bf8")  # type: ignore[arg-type]

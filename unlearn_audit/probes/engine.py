@@ -160,6 +160,7 @@ class Engine:
                 cfg.craft_precision, cfg.precision, self.precision_decision, self.models, self.samples, cfg.taus,
                 self.device, cfg.seed, self.num_classes,
             )  # fmt: skip
+            log.info("crafting precision %s: %s", self._crafting_decision.precision, self._crafting_decision.reason)
         return self._crafting_decision
 
     @property
