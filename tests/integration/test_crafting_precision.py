@@ -165,6 +165,10 @@ def test_the_json_says_why_the_crafting_check_kept_fp32(models, samples, monkeyp
     assert doc["precision"]["crafting"] == {
         "used": "fp32", "requested": "auto", "reason": refusal.reason, "check": check, "check_rows": 8,
     }  # fmt: skip
+    from unlearn_audit.report.html import render_html
+    from unlearn_audit.report.json import prepare
+
+    assert "FGSM/PGD rows crafted in fp32 (stub refusal: rows crafted in fp32)" in render_html(prepare(doc))
     gaussian = dataclasses.replace(config, probes=("gaussian",))
     doc = Audit(references=[models[1]], forget=samples, config=gaussian, cache_dir=False).run(models[0]).to_dict()
     assert "crafting" not in doc["precision"]
