@@ -56,6 +56,9 @@ class AuditConfig:
     """The gradient probes' crafting precision (``EngineConfig.craft_precision``): with ``precision="auto"``
     choosing fp32, rows are crafted with bf16 gradients where the crafting check keeps the attack's strength,
     and always scored in ``precision``."""
+    frozen_scoring: bool = True
+    """Score rows with frozen inference graphs (CPU, fp32, fx-traceable networks, large enough audits; the
+    engine's :mod:`~unlearn_audit.probes.frozen`); False scores every row with the eager module."""
     engine: Literal["fused", "art"] = "fused"
     craft_on_references: bool = True
     bootstrap: int = 2000
@@ -89,6 +92,8 @@ class AuditConfig:
                 raise ConfigError(f"--draws {name}={n}: probe {name!r} is not among --probes ({', '.join(names)})")
             if int(n) < 1:
                 raise ConfigError(f"--draws {name}={n}: need at least one draw")
+        if not isinstance(self.frozen_scoring, bool):
+            raise ConfigError(f"frozen_scoring {self.frozen_scoring!r}: use true or false")
         if not isinstance(self.draws_auto, bool):
             raise ConfigError(f"draws_auto {self.draws_auto!r}: use true or false")
         if isinstance(self.mc_share, bool) or not isinstance(self.mc_share, int | float) or not 0 < self.mc_share < 1:
@@ -187,6 +192,7 @@ class AuditConfig:
             device=self.device,
             precision=self.precision,
             craft_precision=self.craft_precision,
+            freeze_scoring=self.frozen_scoring,
             craft_on_references=self.craft_on_references,
             engine=self.engine,
         )
@@ -227,6 +233,8 @@ class AuditConfig:
         del out["resolved_draws"]  # the report's draws_auto object carries them
         if self.craft_precision == "auto":  # absent unless set: a report's config (and binding digest) stays as before
             del out["craft_precision"]
+        if self.frozen_scoring:  # likewise
+            del out["frozen_scoring"]
         if not self.draws_auto:  # absent unless asked for: a report's config (and its binding digest) stays as before
             del out["draws_auto"], out["mc_share"]
         if self.secret_seed:

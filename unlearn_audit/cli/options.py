@@ -243,6 +243,13 @@ class ProbeSettings(OptionGroup):
             help="Precision of FGSM/PGD crafting: auto (bf16 where a crafting check keeps the attack's strength; rows are always scored in --precision), fp32, bf16, fp16.",
         ),
     ] = "auto"
+    frozen_scoring: Annotated[
+        bool,
+        typer.Option(
+            "--frozen-scoring/--eager-scoring",
+            help="Score rows with frozen inference graphs where safe (CPU, fp32, fx-traceable networks, checked against the module) or always with the eager module.",
+        ),
+    ] = True
     engine: Annotated[
         str, typer.Option("--engine", help="fused (ours) or art (ART's attacks; slower second opinion).")
     ] = "fused"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..device import resolve_device
-from ..errors import ConfigError, ModelOutputError
+from ..errors import ConfigError
 from ..inference import check_logits
 from ..io.models import AuditableModel
 from ..io.samples import Samples
@@ -28,14 +28,15 @@ from ..progress import NULL_PROGRESS, Progress, ProgressTask
 from .access import Crafting, query_only
 from .base import ChunkContext, Probe, RowBatch
 from .counts import ProbeCounts
+from .frozen import build_scorers
 from .keys import sample_keys, unit_seeds
 from .preparation import (
     CraftingDecision,
-    PreparedModel,
     auto_batch_size,
     autocast_factory,
     decide_crafting,
     decide_precision,
+    infer_num_classes,
     prepare_models,
     resolve_channels_last,
 )
@@ -65,6 +66,8 @@ class EngineConfig:
     crafting check passes (:func:`choose_crafting_precision`). The rows are always scored in ``precision``."""
     channels_last: bool | None = None
     compile: bool = False
+    freeze_scoring: bool = True
+    """Score rows with frozen inference graphs where safe and worth it (:mod:`.frozen`); crafting stays eager."""
     craft_on_references: bool = True
     fuse_batchnorm: bool = True
     memory_budget_mb: int = 512
@@ -87,21 +90,6 @@ class EngineConfig:
             raise ConfigError(f"--craft-precision {self.craft_precision!r}: use auto, fp32, bf16 or fp16")
         if self.engine not in ("fused", "art"):
             raise ConfigError(f"--engine {self.engine!r}: use fused or art")
-
-
-def _infer_num_classes(prepared: Sequence[PreparedModel], x: torch.Tensor) -> int:
-    counts = set()
-    with torch.inference_mode():
-        for model in prepared:
-            out = model.module(x).float()
-            check_logits(out, model.num_classes, model.name)
-            counts.add(int(out.shape[1]))
-    if len(counts) != 1:
-        raise ModelOutputError(
-            f"the models disagree on the number of classes ({sorted(counts)}); audited model and references must "
-            "share one label set"
-        )
-    return counts.pop()
 
 
 class Engine:
@@ -130,7 +118,7 @@ class Engine:
         self.channels_last = resolve_channels_last(config.channels_last, samples, models) and self.device.type != "mps"
         self.models = prepare_models(models, self.device, self.channels_last, config.compile, config.fuse_batchnorm)
         probe_x = samples.x[: min(8, len(samples))].to(self.device)
-        self.num_classes = _infer_num_classes(self.models, probe_x)
+        self.num_classes = infer_num_classes(self.models, probe_x)
         if int(samples.y.max()) >= self.num_classes:
             raise ConfigError(
                 f"{samples.source}: label {int(samples.y.max())} but the models output {self.num_classes} classes"
@@ -147,6 +135,10 @@ class Engine:
         )
         self.precision = self.precision_decision.precision
         self.autocast = autocast_factory(self.device, self.precision)
+        example = probe_x.contiguous(memory_format=torch.channels_last) if self.channels_last else probe_x
+        rows = len(samples) * len(config.taus) * config.draws if config.freeze_scoring else 0
+        self.scorers = build_scorers([m.module for m in self.models], [m.name for m in self.models], example,
+                                     self.precision, rows)  # fmt: skip
         self._crafting_decision: CraftingDecision | None = None
         self.keys = sample_keys(samples.ids)
 
@@ -182,7 +174,7 @@ class Engine:
             raise ConfigError(f"surrogate {surrogate.meta.name}: a served model has no gradients to craft with")
         cfg = self.config
         (prepared,) = prepare_models([surrogate], self.device, self.channels_last, cfg.compile, cfg.fuse_batchnorm)
-        _infer_num_classes([self.models[0], prepared], self.samples.x[: min(8, len(self.samples))].to(self.device))
+        infer_num_classes([self.models[0], prepared], self.samples.x[: min(8, len(self.samples))].to(self.device))
         self.crafting = Crafting(prepared)
 
     def run(
@@ -442,7 +434,7 @@ class Engine:
         with torch.inference_mode(), self.autocast():
             for m in models:
                 model = self.models[m]
-                logits = model.module(x).float()
+                logits = self.scorers.get(m, model.module)(x).float()  # a frozen graph where one was built
                 check_logits(logits, self.num_classes, model.name)
                 preds[m] = logits.argmax(1)
         return preds

@@ -19,6 +19,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelOutputError
+from ..inference import check_logits
 from ..io.models import AuditableModel
 from ..io.samples import Samples
 from .adversarial import input_gradient
@@ -179,6 +181,21 @@ def prepare_models(
             module = torch.compile(module)  # type: ignore[assignment]
         prepared.append(PreparedModel(model.meta.name, module, model.meta.num_classes))
     return prepared
+
+
+def infer_num_classes(prepared: Sequence[PreparedModel], x: torch.Tensor) -> int:
+    counts = set()
+    with torch.inference_mode():
+        for model in prepared:
+            out = model.module(x).float()
+            check_logits(out, model.num_classes, model.name)
+            counts.add(int(out.shape[1]))
+    if len(counts) != 1:
+        raise ModelOutputError(
+            f"the models disagree on the number of classes ({sorted(counts)}); audited model and references must "
+            "share one label set"
+        )
+    return counts.pop()
 
 
 def check_rows(samples: Samples, seed: int, n: int) -> torch.Tensor:
