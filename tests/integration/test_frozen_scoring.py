@@ -132,3 +132,22 @@ def test_eager_scoring_is_in_the_report_config_only_when_asked_for(bundled):
         for flag in (True, False)
     ]  # fmt: skip
     assert "frozen_scoring" not in docs[0]["config"] and docs[1]["config"]["frozen_scoring"] is False
+
+
+def test_models_that_arrive_without_code(exported, caplog):
+    """An ONNX file (converted by onnx2torch to a torch.fx graph) is frozen and scores as its module; a .pt2
+    program runs as exported."""
+    from unlearn_audit.probes.preparation import prepare_models
+
+    caplog.set_level("INFO")
+    rows = torch.rand(400, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    rows = rows.contiguous(memory_format=torch.channels_last)
+    scorers = {}
+    for kind, path in exported.items():
+        (prepared,) = prepare_models([load_model(path)], torch.device("cpu"), True, False, True)
+        scorers[kind] = (frozen_scorer(prepared.module, rows[:8], kind), prepared.module)
+    assert scorers["pt2"][0] is None and "pt2: scored eagerly (an exported program" in caplog.text
+    scorer, module = scorers["onnx"]
+    assert scorer is not None
+    with torch.no_grad():
+        assert torch.equal(scorer(rows).argmax(1), module(rows).argmax(1))

@@ -36,7 +36,10 @@ FREEZE_MIN_ROWS = 10_000
 def frozen_scorer(module: nn.Module, example: torch.Tensor, name: str = "model") -> nn.Module | None:
     """A frozen inference graph of ``module`` (an AuditableModel: normalisation included), or None."""
     net = getattr(module, "net", module)
-    if getattr(net, "query_only", False) or callable(getattr(net, "fold_batchnorm", None)):
+    if getattr(net, "query_only", False):
+        return None
+    if callable(getattr(net, "fold_batchnorm", None)):
+        log.info("%s: scored eagerly (an exported program runs as exported)", name)
         return None
     if not isinstance(net, torch.fx.GraphModule):
         try:
