@@ -10,8 +10,8 @@ A graph is built only where it is safe and pays back:
   a plain module (not an exported program or a served model);
 * scoring is fp32 on CPU, and the audit scores at least ``FREEZE_MIN_ROWS`` rows per probe. Building and
   checking three graphs took 0.05–0.3 s (small CNNs to ResNet-18), and scoring 10,000 rows by three models
-  saves 0.15 s (the bundled CNN) to 1.2 s (ResNet-18): it pays back from about 3,000–5,000 rows, and the
-  threshold keeps a margin of two to three;
+  saves 0.14 s (the bundled CNN), 0.25 s (the VGG of docs/performance.md) and 1.2 s (ResNet-18): it pays back
+  from about 2,500–3,500 rows, and the threshold keeps a margin of about three;
 * on rows of another batch size than the trace's, the frozen graph gives the eager module's predictions and
   logits within 1e-4 (relative) — otherwise the eager module scores, and ``-v`` says why.
 
