@@ -66,11 +66,12 @@ SHAPES = {"a": (1, 28, 28), "b": (1, 28, 28), "c": (3, 32, 32)}
 
 
 def vgg() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )  # fmt: skip
+    """Setting (a)'s network, from the source ``benchmarks/check.py`` writes for ``--arch`` (one definition)."""
+    from benchmarks.check import VGG_SOURCE
+
+    namespace: dict[str, Any] = {}
+    exec(VGG_SOURCE, namespace)  # noqa: S102 - our own benchmark source, as check.py imports it from a file
+    return namespace["factory"](num_classes=10)
 
 
 def models_for(setting: str) -> list[nn.Module]:

@@ -88,7 +88,7 @@ def shard_key(
             "draws": config.draws_for(label),
             "seed": config.seed,
             "precision": engine.precision_for(probe),
-            "frozen_scoring": sorted(getattr(engine, "scorers", {})),  # models scored by a frozen graph
+            "frozen_scoring": sorted(engine.scorers),  # models scored by a frozen graph
             "craft": config.craft_on_references,
             "subjects": subjects,
             "engine": config.engine,

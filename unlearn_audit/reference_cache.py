@@ -101,7 +101,7 @@ def reference_key(engine: Any, probe: Probe, label: str, draws: int, references:
         "channels_last": engine.channels_last,
         "fuse_batchnorm": cfg.fuse_batchnorm,
         "compile": cfg.compile,
-        "frozen_scoring": [i - engine.subjects for i in sorted(getattr(engine, "scorers", {})) if i >= engine.subjects],
+        "frozen_scoring": [i - engine.subjects for i in sorted(engine.scorers) if i >= engine.subjects],
         "preparation": [preparation_signature(m.module) for m in engine.models[engine.subjects :]],
         "num_classes": engine.num_classes,
     }

@@ -14,6 +14,7 @@ from .. import console
 from ..config import AuditConfig
 from ..errors import ConfigError
 from ..render import render_result
+from ..stats.sequential import DEFAULT_SPENDING
 from .groups import OptionGroup, with_option_groups
 from .options import (
     CacheSettings,
@@ -93,7 +94,7 @@ class SequentialSettings(OptionGroup):
             "--spending",
             help="With --stop-early: alpha spending over the looks, kim-demets (alpha*t^1.5: stops clear findings at a quarter of the set, last look 4 % wider than the full audit's), obrien-fleming (strict early looks, last look nearest the full audit) or pocock (stops earliest, widest last look).",
         ),
-    ] = "kim-demets"
+    ] = DEFAULT_SPENDING
     per_sample: Annotated[
         str,
         typer.Option(
@@ -104,7 +105,9 @@ class SequentialSettings(OptionGroup):
 
     def apply(self, config: AuditConfig) -> AuditConfig:
         """``config`` with these settings; the sequential ones without --stop-early are an error, not ignored."""
-        changed = [flag for flag, value, default in self._changed() if value != default]
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        flags = (("looks", "--looks"), ("spending", "--spending"), ("per_sample", "--per-sample"))
+        changed = [flag for name, flag in flags if getattr(self, name) != defaults[name]]
         if changed and not self.stop_early:
             raise ConfigError(f"{', '.join(changed)}: only with --stop-early")
         looks = parse_taus(self.looks, "--looks") or ()
@@ -115,13 +118,6 @@ class SequentialSettings(OptionGroup):
             "per_sample": self.per_sample,
         }
         return dataclasses.replace(config, **settings)
-
-    def _changed(self) -> list[tuple[str, str, str]]:
-        return [
-            ("--looks", self.looks, "1/4,1/2,1"),
-            ("--spending", self.spending, "kim-demets"),
-            ("--per-sample", self.per_sample, "seen"),
-        ]
 
 
 @dataclass(frozen=True)

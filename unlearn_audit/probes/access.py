@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..io.models import AuditableModel
+from torch import nn
+
 from .base import Probe
 from .preparation import PreparedModel
 
@@ -46,6 +47,6 @@ class Crafting:
         }
 
 
-def query_only(model: AuditableModel) -> bool:
+def query_only(model: nn.Module) -> bool:
     """A model the engine can only query (a served model, io/remote): no gradients, its own precision."""
     return bool(getattr(getattr(model, "net", model), "query_only", False))

@@ -30,6 +30,9 @@ import torch
 import torch.fx
 from torch import nn
 
+from .access import query_only
+from .preparation import exported_program
+
 log = logging.getLogger(__name__)
 
 FREEZE_MIN_ROWS = 10_000
@@ -38,9 +41,9 @@ FREEZE_MIN_ROWS = 10_000
 def frozen_scorer(module: nn.Module, example: torch.Tensor, name: str = "model") -> nn.Module | None:
     """A frozen inference graph of ``module`` (an AuditableModel: normalisation included), or None."""
     net = getattr(module, "net", module)
-    if getattr(net, "query_only", False):
+    if query_only(module):
         return None
-    if callable(getattr(net, "fold_batchnorm", None)):
+    if exported_program(net):
         log.info("%s: scored eagerly (an exported program runs as exported)", name)
         return None
     if not isinstance(net, torch.fx.GraphModule):

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -152,6 +153,11 @@ def preparation_signature(module: nn.Module) -> str:
     return f"module:{type(net).__qualname__}"
 
 
+def exported_program(net: nn.Module) -> bool:
+    """A ``.pt2`` program (io/formats/exported.py): it folds its own BatchNorm and runs as exported."""
+    return callable(getattr(net, "fold_batchnorm", None))
+
+
 def prepare_models(
     models: Sequence[AuditableModel],
     device: torch.device,
@@ -164,9 +170,8 @@ def prepare_models(
     prepared = []
     for model in models:
         module = copy.deepcopy(model).eval()
-        fold_own_graph = getattr(module.net, "fold_batchnorm", None)  # an exported program (io/formats/exported.py)
-        if fuse_batchnorm and callable(fold_own_graph):
-            fold_own_graph()
+        if fuse_batchnorm and exported_program(module.net):
+            cast(Any, module.net).fold_batchnorm()
         elif fuse_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
             if fold_batchnorm(module):
                 pool_before_relu(module)
