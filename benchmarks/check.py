@@ -515,7 +515,7 @@ def render(raw: dict[str, Any]) -> str:
                 f"{warm['seconds'] - warm['engine_seconds']:.1f} s, its engine {warm['engine_seconds']:.1f} s."
             )
     for r in raw["results"]:
-        for label, text in (r.get("profiles") or ({"warm": r["profile"]} if r.get("profile") else {})).items():
+        for label, text in r.get("profiles", {}).items():
             lines += ["", f"### Profile of `check` on {r['title'].split(' ')[0]}, {label} cache (cProfile, top "
                       "functions by own time)", "", "```text", text, "```"]  # fmt: skip
     return "\n".join(lines) + "\n"
