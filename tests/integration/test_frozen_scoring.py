@@ -123,6 +123,14 @@ def test_the_cache_key_tells_frozen_from_eager_scoring(bundled):
     )
 
 
+def test_a_non_boolean_frozen_scoring_is_a_one_line_error():
+    """A report's config read back (AuditConfig.from_dict) with frozen_scoring "yes" is refused, not truthy."""
+    from unlearn_audit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^frozen_scoring 'yes': use true or false$"):
+        AuditConfig(frozen_scoring="yes")  # type: ignore[arg-type]
+
+
 def test_eager_scoring_is_in_the_report_config_only_when_asked_for(bundled):
     models, samples, _, _ = bundled
     config = AuditConfig(probes=("gaussian",), taus=TAUS, draws=2, bootstrap=200, seed=1, panel="none")
